@@ -1,0 +1,129 @@
+package webhook
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/go-logr/logr"
+	admissionv1 "k8s.io/api/admission/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
+	"github.com/daemonset-guard/daemonset-guard/webhook/rules"
+)
+
+// Paths the two webhooks are served on.
+const (
+	MutatePath   = "/mutate-apps-v1-daemonset"
+	ValidatePath = "/validate-apps-v1-daemonset"
+)
+
+var (
+	daemonSetKind     = metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "DaemonSet"}
+	daemonSetResource = metav1.GroupVersionResource{Group: "apps", Version: "v1", Resource: "daemonsets"}
+	daemonSetGroupKind = schema.GroupKind{Group: "apps", Kind: "DaemonSet"}
+)
+
+// handler holds what both webhooks share: the policy in force, the nodes,
+// the decoder, metrics and the logger.
+type handler struct {
+	policy  *policy.Store
+	nodes   rules.Nodes
+	decoder admission.Decoder
+	metrics *Metrics
+	log     logr.Logger
+}
+
+// errNotJudged marks requests that carry nothing to judge (DELETE, CONNECT):
+// they are allowed unchanged.
+var errNotJudged = errors.New("operation not judged")
+
+// input decodes and checks an admission request. Requests that the webhook
+// configuration should never have sent get a 400 that says what was wrong.
+func (h *handler) input(req admission.Request) (*rules.Input, error) {
+	if req.UID == "" {
+		return nil, errors.New("the admission request has no uid")
+	}
+	if req.Kind != daemonSetKind || req.Resource != daemonSetResource || req.SubResource != "" {
+		return nil, fmt.Errorf("daemonset-guard judges apps/v1 daemonsets, not %s %s", kindString(req.Kind), resourceString(req.Resource, req.SubResource))
+	}
+	var op rules.Operation
+	switch req.Operation {
+	case admissionv1.Create:
+		op = rules.Create
+	case admissionv1.Update:
+		op = rules.Update
+	case admissionv1.Delete, admissionv1.Connect:
+		return nil, errNotJudged
+	default:
+		return nil, fmt.Errorf("unknown operation %q", req.Operation)
+	}
+	in := &rules.Input{Operation: op, Policy: h.policy.Get(), Nodes: h.nodes}
+	var err error
+	if in.Object, err = h.decode(req.Object, "object"); err != nil {
+		return nil, err
+	}
+	if op == rules.Update {
+		if in.OldObject, err = h.decode(req.OldObject, "oldObject"); err != nil {
+			return nil, err
+		}
+	}
+	return in, nil
+}
+
+func (h *handler) decode(raw runtime.RawExtension, name string) (*appsv1.DaemonSet, error) {
+	if len(raw.Raw) == 0 {
+		return nil, fmt.Errorf("the admission request has no %s", name)
+	}
+	ds := &appsv1.DaemonSet{}
+	if err := h.decoder.DecodeRaw(raw, ds); err != nil {
+		return nil, fmt.Errorf("decoding %s: %w", name, err)
+	}
+	// A decoder asked for a DaemonSet silently leaves it empty when the JSON
+	// holds another kind it knows, so check what was actually decoded.
+	if gvk := ds.GroupVersionKind(); gvk.Group != daemonSetKind.Group || gvk.Version != daemonSetKind.Version || gvk.Kind != daemonSetKind.Kind {
+		return nil, fmt.Errorf("%s is %q %q, not an apps/v1 DaemonSet", name, gvk.GroupVersion(), gvk.Kind)
+	}
+	return ds, nil
+}
+
+// refuse answers a request that cannot be judged.
+func refuse(err error) admission.Response {
+	if errors.Is(err, errNotJudged) {
+		return admission.Allowed("")
+	}
+	return admission.Errored(http.StatusBadRequest, err)
+}
+
+// record logs one line per decision and counts each finding. Object bodies
+// never reach the log.
+func (h *handler) record(req admission.Request, findings []rules.Finding, mutated []string, allowed bool) {
+	fired := make([]string, 0, len(findings)+len(mutated))
+	for _, f := range findings {
+		fired = append(fired, f.Rule+"="+string(f.Action))
+		h.metrics.decisions.WithLabelValues(f.Rule, string(f.Action), string(req.Operation)).Inc()
+	}
+	for _, rule := range mutated {
+		fired = append(fired, rule+"="+string(policy.Apply))
+		h.metrics.decisions.WithLabelValues(rule, string(policy.Apply), string(req.Operation)).Inc()
+	}
+	h.log.Info("decision", "uid", req.UID, "namespace", req.Namespace, "name", req.Name,
+		"operation", req.Operation, "dryRun", req.DryRun != nil && *req.DryRun, "allowed", allowed, "rules", fired)
+}
+
+func kindString(k metav1.GroupVersionKind) string {
+	return fmt.Sprintf("%s/%s %s", k.Group, k.Version, k.Kind)
+}
+
+func resourceString(r metav1.GroupVersionResource, sub string) string {
+	s := fmt.Sprintf("%s/%s %s", r.Group, r.Version, r.Resource)
+	if sub != "" {
+		s += "/" + sub
+	}
+	return s
+}

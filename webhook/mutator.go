@@ -1,0 +1,41 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/daemonset-guard/daemonset-guard/webhook/rules"
+)
+
+// Mutator is the mutating webhook: it applies the mutation rules and answers
+// with the JSON patch from the object received to the object mutated.
+type Mutator struct{ handler }
+
+// Handle implements admission.Handler.
+func (m *Mutator) Handle(_ context.Context, req admission.Request) admission.Response {
+	in, err := m.input(req)
+	if err != nil {
+		return refuse(err)
+	}
+	original := in.Object.DeepCopy()
+	mutated := rules.Mutate(in)
+	m.record(req, nil, mutated, true)
+	if len(mutated) == 0 {
+		return admission.Allowed("")
+	}
+	// The patch is computed between the decoded object and its mutation, not
+	// from the raw request: a field that a newer API server sends and this
+	// build's types do not know would otherwise be patched away.
+	before, err := json.Marshal(original)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	after, err := json.Marshal(in.Object)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	return admission.PatchResponseFromRaw(before, after)
+}

@@ -1,0 +1,147 @@
+// Package policy defines the daemonset-guard policy file: which tolerations and
+// rollout defaults the mutating webhook injects, what each rule does when it
+// fires, and which namespaces are exempt from which rules.
+package policy
+
+import (
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// APIVersion and Kind identify a policy file.
+const (
+	APIVersion = "daemonset-guard.io/v1alpha1"
+	Kind       = "Policy"
+)
+
+// Action is what a rule does when it fires.
+type Action string
+
+// Validation rules take Deny, Warn or Off; mutation rules take Apply or Off.
+const (
+	Deny  Action = "deny"
+	Warn  Action = "warn"
+	Off   Action = "off"
+	Apply Action = "apply"
+)
+
+// Rule names. They are stable: they appear in messages, warnings, metrics,
+// the skip annotation and the policy file.
+const (
+	SelectorImmutable       = "selector-immutable"
+	SelectorMatchesTemplate = "selector-matches-template"
+	RestartPolicyAlways     = "restart-policy-always"
+	TargetsNodes            = "targets-nodes"
+	SelectorStableLabels    = "selector-stable-labels"
+	RolloutBudget           = "rollout-budget"
+	DefaultTolerations      = "default-tolerations"
+	RollingUpdateDefaults   = "rolling-update-defaults"
+)
+
+// ValidationRules lists the rules of the validating webhook.
+var ValidationRules = []string{SelectorImmutable, SelectorMatchesTemplate, RestartPolicyAlways, TargetsNodes, SelectorStableLabels, RolloutBudget}
+
+// MutationRules lists the rules of the mutating webhook.
+var MutationRules = []string{DefaultTolerations, RollingUpdateDefaults}
+
+// Policy is the content of the policy file.
+type Policy struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	// Mutation holds what the mutating webhook injects.
+	Mutation Mutation `json:"mutation"`
+	// Rules configures each rule by name.
+	Rules Rules `json:"rules"`
+	// Exemptions switch rules off for whole namespaces.
+	Exemptions []Exemption `json:"exemptions,omitempty"`
+}
+
+// Mutation holds the defaults the mutating webhook injects.
+type Mutation struct {
+	// Tolerations are added to a pod template that does not already tolerate them.
+	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
+	// RollingUpdate holds the rollout defaults applied where the user chose none.
+	RollingUpdate RollingUpdate `json:"rollingUpdate"`
+}
+
+// RollingUpdate holds the rollout defaults of rolling-update-defaults.
+type RollingUpdate struct {
+	// MaxUnavailable replaces the API server's default of 1; int or percentage.
+	MaxUnavailable *intstr.IntOrString `json:"maxUnavailable,omitempty"`
+	// MinReadySeconds replaces the API server's default of 0.
+	MinReadySeconds *int32 `json:"minReadySeconds,omitempty"`
+}
+
+// Rules configures every rule. A rule missing from the file keeps its default.
+type Rules struct {
+	SelectorImmutable       RuleConfig          `json:"selector-immutable"`
+	SelectorMatchesTemplate RuleConfig          `json:"selector-matches-template"`
+	RestartPolicyAlways     RuleConfig          `json:"restart-policy-always"`
+	TargetsNodes            RuleConfig          `json:"targets-nodes"`
+	SelectorStableLabels    StableLabelsConfig  `json:"selector-stable-labels"`
+	RolloutBudget           RolloutBudgetConfig `json:"rollout-budget"`
+	DefaultTolerations      RuleConfig          `json:"default-tolerations"`
+	RollingUpdateDefaults   RuleConfig          `json:"rolling-update-defaults"`
+}
+
+// RuleConfig is the configuration every rule has.
+type RuleConfig struct {
+	Action Action `json:"action,omitempty"`
+}
+
+// StableLabelsConfig configures selector-stable-labels.
+type StableLabelsConfig struct {
+	Action Action `json:"action,omitempty"`
+	// UnstableLabels are label keys whose values change between releases and
+	// so must never appear in a selector, which cannot change later.
+	UnstableLabels []string `json:"unstableLabels,omitempty"`
+}
+
+// RolloutBudgetConfig configures rollout-budget.
+type RolloutBudgetConfig struct {
+	Action Action `json:"action,omitempty"`
+	// MaxUnavailable is the largest share of the targeted nodes that one
+	// rollout step may take down; int or percentage.
+	MaxUnavailable *intstr.IntOrString `json:"maxUnavailable,omitempty"`
+}
+
+// Exemption switches rules off in the listed namespaces.
+type Exemption struct {
+	Namespaces []string `json:"namespaces"`
+	Rules      []string `json:"rules"`
+}
+
+// Action returns the configured action of the named rule.
+func (p *Policy) Action(rule string) Action {
+	switch rule {
+	case SelectorImmutable:
+		return p.Rules.SelectorImmutable.Action
+	case SelectorMatchesTemplate:
+		return p.Rules.SelectorMatchesTemplate.Action
+	case RestartPolicyAlways:
+		return p.Rules.RestartPolicyAlways.Action
+	case TargetsNodes:
+		return p.Rules.TargetsNodes.Action
+	case SelectorStableLabels:
+		return p.Rules.SelectorStableLabels.Action
+	case RolloutBudget:
+		return p.Rules.RolloutBudget.Action
+	case DefaultTolerations:
+		return p.Rules.DefaultTolerations.Action
+	case RollingUpdateDefaults:
+		return p.Rules.RollingUpdateDefaults.Action
+	}
+	return Off
+}
+
+// Exempt reports whether the named rule is switched off in the namespace.
+func (p *Policy) Exempt(namespace, rule string) bool {
+	for _, e := range p.Exemptions {
+		if slices.Contains(e.Namespaces, namespace) && slices.Contains(e.Rules, rule) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,115 @@
+package rules
+
+import (
+	"encoding/json"
+
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// lastAppliedAnnotation is where client-side kubectl apply keeps the
+// configuration the user last applied.
+const lastAppliedAnnotation = "kubectl.kubernetes.io/last-applied-configuration"
+
+// The API server's static defaults for a DaemonSet's rollout, already applied
+// to every object admission sees.
+var (
+	apiDefaultMaxUnavailable  = intstr.FromInt32(1)
+	apiDefaultMinReadySeconds = int32(0)
+)
+
+// rollingUpdateDefaults applies the policy's maxUnavailable and
+// minReadySeconds where the user chose none. It leaves an explicit OnDelete
+// strategy alone. Neither field is part of the pod template, so changing them
+// never starts a rollout.
+//
+// The API server defaults maxUnavailable to 1 and minReadySeconds to 0 before
+// admission, so a value equal to the default may have been typed or not. It
+// counts as the user's choice when
+//   - it differs from the API default (this also keeps the mutation idempotent);
+//   - the last configuration applied by client-side kubectl apply sets it;
+//   - a server-side apply manager owns the field (managedFields, Apply).
+//
+// Otherwise the policy's value is applied. To keep the API default without
+// writing it in an applied configuration, skip the rule with the annotation
+// daemonset-guard.io/skip: rolling-update-defaults.
+func rollingUpdateDefaults(in *Input) bool {
+	ds := in.Object
+	defaults := in.Policy.Mutation.RollingUpdate
+	chosen := userChoices(ds)
+	changed := false
+
+	if want := defaults.MaxUnavailable; want != nil && ds.Spec.UpdateStrategy.Type != appsv1.OnDeleteDaemonSetStrategyType {
+		ru := ds.Spec.UpdateStrategy.RollingUpdate
+		isDefault := ru == nil || ru.MaxUnavailable == nil || *ru.MaxUnavailable == apiDefaultMaxUnavailable
+		if isDefault && !chosen.maxUnavailable && *want != apiDefaultMaxUnavailable {
+			if ru == nil {
+				ru = &appsv1.RollingUpdateDaemonSet{}
+				ds.Spec.UpdateStrategy.RollingUpdate = ru
+			}
+			ds.Spec.UpdateStrategy.Type = appsv1.RollingUpdateDaemonSetStrategyType
+			v := *want
+			ru.MaxUnavailable = &v
+			changed = true
+		}
+	}
+	if want := defaults.MinReadySeconds; want != nil {
+		if ds.Spec.MinReadySeconds == apiDefaultMinReadySeconds && !chosen.minReadySeconds && *want != apiDefaultMinReadySeconds {
+			ds.Spec.MinReadySeconds = *want
+			changed = true
+		}
+	}
+	return changed
+}
+
+// choices records which rollout fields the user set explicitly.
+type choices struct {
+	maxUnavailable  bool
+	minReadySeconds bool
+}
+
+func userChoices(ds *appsv1.DaemonSet) choices {
+	var c choices
+	if raw, ok := ds.Annotations[lastAppliedAnnotation]; ok {
+		var applied struct {
+			Spec struct {
+				MinReadySeconds *int32 `json:"minReadySeconds"`
+				UpdateStrategy  struct {
+					RollingUpdate struct {
+						MaxUnavailable *intstr.IntOrString `json:"maxUnavailable"`
+					} `json:"rollingUpdate"`
+				} `json:"updateStrategy"`
+			} `json:"spec"`
+		}
+		// A broken annotation tells nothing; the other sources still count.
+		if json.Unmarshal([]byte(raw), &applied) == nil {
+			c.maxUnavailable = applied.Spec.UpdateStrategy.RollingUpdate.MaxUnavailable != nil
+			c.minReadySeconds = applied.Spec.MinReadySeconds != nil
+		}
+	}
+	for _, mf := range ds.ManagedFields {
+		if mf.Operation != metav1.ManagedFieldsOperationApply || mf.FieldsV1 == nil {
+			continue
+		}
+		var owned map[string]any
+		if json.Unmarshal(mf.FieldsV1.Raw, &owned) != nil {
+			continue
+		}
+		c.maxUnavailable = c.maxUnavailable || owns(owned, "f:spec", "f:updateStrategy", "f:rollingUpdate", "f:maxUnavailable")
+		c.minReadySeconds = c.minReadySeconds || owns(owned, "f:spec", "f:minReadySeconds")
+	}
+	return c
+}
+
+// owns reports whether a managedFields field set contains the path.
+func owns(set map[string]any, path ...string) bool {
+	for _, p := range path {
+		next, ok := set[p].(map[string]any)
+		if !ok {
+			return false
+		}
+		set = next
+	}
+	return true
+}

@@ -1,0 +1,26 @@
+package rules
+
+import (
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
+)
+
+// selectorImmutable denies an update that changes spec.selector. The API
+// server refuses it too; this rule says how to get what the user wanted.
+func selectorImmutable(in *Input) []Finding {
+	if in.Operation != Update || equality.Semantic.DeepEqual(in.OldObject.Spec.Selector, in.Object.Spec.Selector) {
+		return nil
+	}
+	return []Finding{{
+		Rule:  policy.SelectorImmutable,
+		Field: field.NewPath("spec", "selector"),
+		Message: fmt.Sprintf("the selector of a DaemonSet cannot change after creation; to change it, "+
+			"delete the DaemonSet but keep its pods (kubectl delete daemonset %s -n %s --cascade=orphan), "+
+			"then create it with the new selector: it adopts the running pods that match and replaces them by its rollout",
+			in.Object.Name, in.Object.Namespace),
+	}}
+}

@@ -1,0 +1,110 @@
+// Package webhook serves daemonset-guard's mutating and validating admission
+// webhooks for apps/v1 DaemonSets on a controller-runtime manager: it wires the
+// policy, the node inventory and the rules to the two webhook paths.
+package webhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/daemonset-guard/daemonset-guard/webhook/inventory"
+	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
+)
+
+// Options configure the webhooks.
+type Options struct {
+	// PolicyFile is the policy to load and watch; empty means the built-in policy.
+	PolicyFile string
+	// Log receives one line per decision and the policy reloads.
+	Log logr.Logger
+	// Registerer receives the metrics; nil means controller-runtime's
+	// registry, which the manager serves on its metrics endpoint.
+	Registerer prometheus.Registerer
+}
+
+// CacheOptions returns the manager cache options the webhooks rely on: Nodes
+// are stripped to what placement needs before they enter the cache.
+func CacheOptions() cache.Options {
+	return cache.Options{
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Node{}: {Transform: inventory.StripNode},
+		},
+	}
+}
+
+// Setup loads the policy and registers the node inventory, the policy watcher,
+// the readiness checks and both webhook paths on the manager, whose cache
+// must have been built with CacheOptions.
+func Setup(ctx context.Context, mgr manager.Manager, opts Options) error {
+	pol := policy.Default()
+	if opts.PolicyFile != "" {
+		var err error
+		if pol, err = policy.Load(opts.PolicyFile); err != nil {
+			return err
+		}
+	}
+	store := policy.NewStore(pol)
+
+	inv := inventory.New()
+	informer, err := mgr.GetCache().GetInformer(ctx, &corev1.Node{}, cache.BlockUntilSynced(false))
+	if err != nil {
+		return fmt.Errorf("creating the node informer: %w", err)
+	}
+	if err := inv.Attach(informer); err != nil {
+		return fmt.Errorf("watching nodes: %w", err)
+	}
+	if opts.Registerer == nil {
+		opts.Registerer = ctrlmetrics.Registry
+	}
+	metrics, err := NewMetrics(opts.Registerer, inv)
+	if err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
+	}
+
+	if opts.PolicyFile != "" {
+		watcher := &policy.Watcher{Path: opts.PolicyFile, Store: store, Reloaded: metrics.PolicyReloaded, Log: opts.Log.WithName("policy")}
+		if err := mgr.Add(manager.RunnableFunc(watcher.Start)); err != nil {
+			return fmt.Errorf("adding the policy watcher: %w", err)
+		}
+	}
+
+	if err := mgr.AddReadyzCheck("node-inventory", func(*http.Request) error {
+		if !inv.Synced() {
+			return errors.New("the node inventory has not synced yet")
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("adding the inventory readiness check: %w", err)
+	}
+	server := mgr.GetWebhookServer()
+	// The check completes a TLS handshake, so it also fails until a serving
+	// certificate is loaded.
+	if err := mgr.AddReadyzCheck("webhook-server", server.StartedChecker()); err != nil {
+		return fmt.Errorf("adding the webhook readiness check: %w", err)
+	}
+
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return fmt.Errorf("building the scheme: %w", err)
+	}
+	h := handler{policy: store, nodes: inv, decoder: admission.NewDecoder(scheme), metrics: metrics, log: opts.Log}
+	mutator, validator := h, h
+	mutator.log = opts.Log.WithName("mutate")
+	validator.log = opts.Log.WithName("validate")
+	server.Register(MutatePath, &admission.Webhook{Handler: &Mutator{mutator}})
+	server.Register(ValidatePath, &admission.Webhook{Handler: &Validator{validator}})
+	return nil
+}
