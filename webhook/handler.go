@@ -81,13 +81,13 @@ func (h *handler) decode(raw runtime.RawExtension, name string) (*appsv1.DaemonS
 		return nil, fmt.Errorf("the admission request has no %s", name)
 	}
 	ds := &appsv1.DaemonSet{}
+	// The decoder refuses JSON of any other kind or version, but takes JSON
+	// that names none for whatever it is asked to fill.
 	if err := h.decoder.DecodeRaw(raw, ds); err != nil {
 		return nil, fmt.Errorf("decoding %s: %w", name, err)
 	}
-	// A decoder asked for a DaemonSet silently leaves it empty when the JSON
-	// holds another kind it knows, so check what was actually decoded.
-	if gvk := ds.GroupVersionKind(); gvk.Group != daemonSetKind.Group || gvk.Version != daemonSetKind.Version || gvk.Kind != daemonSetKind.Kind {
-		return nil, fmt.Errorf("%s is %q %q, not an apps/v1 DaemonSet", name, gvk.GroupVersion(), gvk.Kind)
+	if ds.APIVersion != "apps/v1" || ds.Kind != daemonSetKind.Kind {
+		return nil, fmt.Errorf("%s has apiVersion %q and kind %q, not apps/v1 DaemonSet", name, ds.APIVersion, ds.Kind)
 	}
 	return ds, nil
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/daemonset-guard/daemonset-guard/webhook/inventory"
 	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
+	"github.com/daemonset-guard/daemonset-guard/webhook/rules"
 )
 
 // Options configure the webhooks.
@@ -96,15 +97,23 @@ func Setup(ctx context.Context, mgr manager.Manager, opts Options) error {
 		return fmt.Errorf("adding the webhook readiness check: %w", err)
 	}
 
+	mutator, validator, err := newHandlers(store, inv, metrics, opts.Log)
+	if err != nil {
+		return err
+	}
+	server.Register(MutatePath, &admission.Webhook{Handler: mutator})
+	server.Register(ValidatePath, &admission.Webhook{Handler: validator})
+	return nil
+}
+
+func newHandlers(store *policy.Store, nodes rules.Nodes, metrics *Metrics, log logr.Logger) (*Mutator, *Validator, error) {
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return fmt.Errorf("building the scheme: %w", err)
+		return nil, nil, fmt.Errorf("building the scheme: %w", err)
 	}
-	h := handler{policy: store, nodes: inv, decoder: admission.NewDecoder(scheme), metrics: metrics, log: opts.Log}
-	mutator, validator := h, h
-	mutator.log = opts.Log.WithName("mutate")
-	validator.log = opts.Log.WithName("validate")
-	server.Register(MutatePath, &admission.Webhook{Handler: &Mutator{mutator}})
-	server.Register(ValidatePath, &admission.Webhook{Handler: &Validator{validator}})
-	return nil
+	h := handler{policy: store, nodes: nodes, decoder: admission.NewDecoder(scheme), metrics: metrics}
+	mutator, validator := &Mutator{h}, &Validator{h}
+	mutator.log = log.WithName("mutate")
+	validator.log = log.WithName("validate")
+	return mutator, validator, nil
 }

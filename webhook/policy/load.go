@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
 	"github.com/daemonset-guard/daemonset-guard/webhook/daemonpod"
@@ -79,9 +81,19 @@ func Load(path string) (*Policy, error) {
 // Parse decodes a policy document strictly (unknown fields are errors),
 // applies the defaults and validates the result.
 func Parse(data []byte) (*Policy, error) {
-	p := &Policy{}
-	if err := yaml.UnmarshalStrict(data, p); err != nil {
+	raw, err := yaml.YAMLToJSON(data)
+	if err != nil {
 		return nil, fmt.Errorf("decoding policy: %w", err)
+	}
+	p := &Policy{}
+	// sigs.k8s.io/json names the full path of an unknown or duplicate field,
+	// as the API server does.
+	strict, err := kjson.UnmarshalStrict(raw, p, kjson.DisallowUnknownFields, kjson.DisallowDuplicateFields)
+	if err != nil {
+		return nil, fmt.Errorf("decoding policy: %w", err)
+	}
+	if len(strict) > 0 {
+		return nil, fmt.Errorf("decoding policy: %w", errors.Join(strict...))
 	}
 	p.setDefaults()
 	if errs := p.Validate(); len(errs) > 0 {

@@ -4,6 +4,8 @@
 package policy
 
 import (
+	"encoding/json"
+	"fmt"
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
@@ -144,4 +146,19 @@ func (p *Policy) Exempt(namespace, rule string) bool {
 		}
 	}
 	return false
+}
+
+// UnmarshalJSON accepts the YAML 1.1 boolean that an unquoted `off` becomes
+// (sigs.k8s.io/yaml follows YAML 1.1), so that `action: off` means Off.
+func (a *Action) UnmarshalJSON(data []byte) error {
+	if string(data) == "false" {
+		*a = Off
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(data, &s); err != nil {
+		return fmt.Errorf("an action must be one of deny, warn, apply or off, not %s", data)
+	}
+	*a = Action(s)
+	return nil
 }

@@ -1,0 +1,273 @@
+package webhook
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	admissionv1 "k8s.io/api/admission/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/daemonset-guard/daemonset-guard/internal/fixture"
+	"github.com/daemonset-guard/daemonset-guard/webhook/inventory"
+	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
+)
+
+const examplePolicy = `apiVersion: daemonset-guard.io/v1alpha1
+kind: Policy
+mutation:
+  tolerations:
+  - {key: node-role.kubernetes.io/control-plane, operator: Exists, effect: NoSchedule}
+  rollingUpdate: {maxUnavailable: "10%", minReadySeconds: 10}
+rules:
+  targets-nodes: {action: deny}
+`
+
+// testServer serves both webhooks over httptest, as the manager would.
+type testServer struct {
+	mutate, validate http.Handler
+	metrics          *Metrics
+}
+
+func newTestServer(t *testing.T, nodes ...*corev1.Node) *testServer {
+	t.Helper()
+	p, err := policy.Parse([]byte(examplePolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv := inventory.New(nodes...)
+	metrics, err := NewMetrics(prometheus.NewRegistry(), inv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, v, err := newHandlers(policy.NewStore(p), inv, metrics, logr.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testServer{mutate: &admission.Webhook{Handler: m}, validate: &admission.Webhook{Handler: v}, metrics: metrics}
+}
+
+// review sends a raw body and decodes the AdmissionReview that comes back.
+func review(t *testing.T, h http.Handler, body, contentType string) *admissionv1.AdmissionResponse {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body))
+	req.Header.Set("Content-Type", contentType)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	var out admissionv1.AdmissionReview
+	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || out.Response == nil {
+		t.Fatalf("the answer is not an AdmissionReview (%v): %s", err, rec.Body)
+	}
+	return out.Response
+}
+
+// reviewBody writes an AdmissionReview for apps/v1 daemonsets by hand, so
+// that tests control every byte the handler sees.
+func reviewBody(op string, object, oldObject any, extra string) string {
+	raw := func(v any) string {
+		if v == nil {
+			return "null"
+		}
+		if s, ok := v.(string); ok {
+			return s
+		}
+		b, _ := json.Marshal(v)
+		return string(b)
+	}
+	return fmt.Sprintf(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{
+		"uid":"705ab4f5-6393-11e8-b7cc-42010a800002",
+		"kind":{"group":"apps","version":"v1","kind":"DaemonSet"},
+		"resource":{"group":"apps","version":"v1","resource":"daemonsets"},
+		"requestKind":{"group":"apps","version":"v1","kind":"DaemonSet"},
+		"requestResource":{"group":"apps","version":"v1","resource":"daemonsets"},
+		"name":"fluentd","namespace":"logging","operation":%q,
+		"userInfo":{"username":"admin"},
+		"object":%s,"oldObject":%s%s}}`, op, raw(object), raw(oldObject), extra)
+}
+
+func cluster() []*corev1.Node {
+	return []*corev1.Node{
+		fixture.Node("cp-1", nil, fixture.ControlPlaneTaint),
+		fixture.Node("ssd-1", []string{"disktype", "ssd"}),
+		fixture.Node("hdd-1", []string{"disktype", "hdd"}),
+	}
+}
+
+func TestMutatingHandler(t *testing.T) {
+	fluentd := fixture.DaemonSet("fluentd")
+	newImage := fixture.DaemonSet("fluentd", func(ds *appsv1.DaemonSet) { ds.Spec.Template.Spec.Containers[0].Image = "fluentd:v2" })
+	relabelled := fixture.DaemonSet("fluentd", func(ds *appsv1.DaemonSet) { ds.Labels = map[string]string{"team": "obs"} })
+	const created = `[` +
+		`{"op":"add","path":"/metadata/annotations","value":{"daemonset-guard.io/mutated":"default-tolerations,rolling-update-defaults"}},` +
+		`{"op":"add","path":"/spec/minReadySeconds","value":10},` +
+		`{"op":"add","path":"/spec/template/spec/tolerations","value":[{"effect":"NoSchedule","key":"node-role.kubernetes.io/control-plane","operator":"Exists"}]},` +
+		`{"op":"replace","path":"/spec/updateStrategy/rollingUpdate/maxUnavailable","value":"10%"}]`
+	tests := []struct {
+		name        string
+		body        string
+		contentType string
+		allowed     bool
+		code        int32
+		patch       string // JSON patch, operations sorted by path
+		message     string
+	}{
+		{name: "patches a new DaemonSet with the tolerations, the rollout defaults and the record of both",
+			body: reviewBody("CREATE", fluentd, nil, ""), allowed: true, patch: created},
+		{name: "gives a dry run the same answer as a real request",
+			body: reviewBody("CREATE", fluentd, nil, `,"dryRun":true`), allowed: true, patch: created},
+		{name: "never patches the template on an update that leaves the template alone",
+			body: reviewBody("UPDATE", relabelled, fluentd, ""), allowed: true,
+			patch: `[` +
+				`{"op":"add","path":"/metadata/annotations","value":{"daemonset-guard.io/mutated":"rolling-update-defaults"}},` +
+				`{"op":"add","path":"/spec/minReadySeconds","value":10},` +
+				`{"op":"replace","path":"/spec/updateStrategy/rollingUpdate/maxUnavailable","value":"10%"}]`},
+		{name: "adds the tolerations on an update that changes the template",
+			body: reviewBody("UPDATE", newImage, fluentd, ""), allowed: true,
+			patch: created},
+		{name: "answers nothing to patch when the object already has everything",
+			body: reviewBody("CREATE", mutatedFluentd(), nil, ""), allowed: true},
+		{name: "allows a DELETE, which it does not judge",
+			body: reviewBody("DELETE", nil, fluentd, ""), allowed: true},
+		{name: "refuses malformed JSON with 400",
+			body: `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{`, code: http.StatusBadRequest, message: "unexpected end of JSON input"},
+		{name: "refuses a content type other than JSON with 400",
+			body: reviewBody("CREATE", fluentd, nil, ""), contentType: "application/yaml", code: http.StatusBadRequest, message: "contentType=application/yaml, expected application/json"},
+		{name: "refuses a request for another resource with 400",
+			body: strings.Replace(reviewBody("CREATE", fluentd, nil, ""), `"resource":"daemonsets"}`, `"resource":"deployments"}`, 1), code: http.StatusBadRequest,
+			message: "daemonset-guard judges apps/v1 daemonsets, not apps/v1 DaemonSet apps/v1 deployments"},
+		{name: "refuses an object of the wrong kind with 400",
+			body: reviewBody("CREATE", `{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web"}}`, nil, ""), code: http.StatusBadRequest,
+			message: "decoding object: unable to decode apps/v1, Kind=Deployment into *v1.DaemonSet"},
+		{name: "refuses a DaemonSet of an older API version with 400",
+			body: reviewBody("CREATE", `{"apiVersion":"apps/v1beta2","kind":"DaemonSet","metadata":{"name":"fluentd"}}`, nil, ""), code: http.StatusBadRequest,
+			message: "unable to decode apps/v1beta2, Kind=DaemonSet into *v1.DaemonSet"},
+		{name: "refuses an object without apiVersion and kind with 400",
+			body: reviewBody("CREATE", `{"metadata":{"name":"fluentd"}}`, nil, ""), code: http.StatusBadRequest,
+			message: `object has apiVersion "" and kind "", not apps/v1 DaemonSet`},
+		{name: "refuses an UPDATE without oldObject with 400",
+			body: reviewBody("UPDATE", fluentd, nil, ""), code: http.StatusBadRequest, message: "the admission request has no oldObject"},
+		{name: "refuses a request without uid with 400",
+			body: strings.Replace(reviewBody("CREATE", fluentd, nil, ""), `"uid":"705ab4f5-6393-11e8-b7cc-42010a800002",`, "", 1), code: http.StatusBadRequest, message: "no uid"},
+		{name: "refuses an object that is not a JSON object with 400",
+			body: reviewBody("CREATE", `"fluentd"`, nil, ""), code: http.StatusBadRequest, message: "decoding object"},
+	}
+	srv := newTestServer(t, cluster()...)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.contentType == "" {
+				tt.contentType = "application/json"
+			}
+			resp := review(t, srv.mutate, tt.body, tt.contentType)
+			assertResponse(t, resp, tt.allowed, tt.code, tt.message)
+			if got := sortedPatch(t, resp.Patch); got != tt.patch {
+				t.Errorf("patch:\n got  %s\n want %s", got, tt.patch)
+			}
+		})
+	}
+}
+
+// mutatedFluentd is the fluentd DaemonSet as the mutating webhook leaves it.
+func mutatedFluentd() *appsv1.DaemonSet {
+	return fixture.DaemonSet("fluentd", func(ds *appsv1.DaemonSet) {
+		ds.Annotations = map[string]string{"daemonset-guard.io/mutated": "default-tolerations,rolling-update-defaults"}
+		ds.Spec.MinReadySeconds = 10
+		tenPercent := intstr.FromString("10%")
+		ds.Spec.UpdateStrategy.RollingUpdate.MaxUnavailable = &tenPercent
+		ds.Spec.Template.Spec.Tolerations = []corev1.Toleration{{Key: "node-role.kubernetes.io/control-plane", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}}
+	})
+}
+
+func TestValidatingHandler(t *testing.T) {
+	fluentd := fixture.DaemonSet("fluentd")
+	nvme := fixture.DaemonSet("fluentd", func(ds *appsv1.DaemonSet) { ds.Spec.Template.Spec.NodeSelector = map[string]string{"disktype": "nvme"} })
+	reselected := fixture.DaemonSet("fluentd", func(ds *appsv1.DaemonSet) {
+		ds.Spec.Selector.MatchLabels["tier"] = "logging"
+		ds.Spec.Template.Labels["tier"] = "logging"
+	})
+	ssdOnly := fixture.DaemonSet("fluentd", func(ds *appsv1.DaemonSet) { ds.Spec.Template.Spec.NodeSelector = map[string]string{"disktype": "ssd"} })
+	tests := []struct {
+		name     string
+		body     string
+		allowed  bool
+		code     int32
+		message  string
+		warnings []string
+	}{
+		{name: "allows a DaemonSet that runs on nodes", body: reviewBody("CREATE", fluentd, nil, ""), allowed: true},
+		{name: "denies with 422 and the field path a DaemonSet that targets no node, as the policy says",
+			body: reviewBody("CREATE", nvme, nil, ""), code: http.StatusUnprocessableEntity,
+			message: `DaemonSet.apps "fluentd" is invalid: spec.template.spec: Forbidden: [targets-nodes] the DaemonSet would run on no node: 0 of 3 nodes: 3 lack label disktype=nvme`},
+		{name: "gives a dry run the same denial",
+			body: reviewBody("CREATE", nvme, nil, `,"dryRun":true`), code: http.StatusUnprocessableEntity, message: "[targets-nodes]"},
+		{name: "denies a selector change with the way to replace the DaemonSet",
+			body: reviewBody("UPDATE", reselected, fluentd, ""), code: http.StatusUnprocessableEntity,
+			message: "spec.selector: Forbidden: [selector-immutable] the selector of a DaemonSet cannot change after creation"},
+		{name: "warns on update about the nodes that would lose their pod",
+			body: reviewBody("UPDATE", ssdOnly, fluentd, ""), allowed: true,
+			warnings: []string{"[targets-nodes] spec.template.spec: 1 nodes would lose their daemon pod: hdd-1"}},
+		{name: "refuses an UPDATE without oldObject with 400",
+			body: reviewBody("UPDATE", fluentd, nil, ""), code: http.StatusBadRequest, message: "no oldObject"},
+		{name: "allows a CONNECT, which it does not judge",
+			body: reviewBody("CONNECT", nil, nil, ""), allowed: true},
+		{name: "refuses an unknown operation with 400",
+			body: reviewBody("PATCH", fluentd, nil, ""), code: http.StatusBadRequest, message: `unknown operation "PATCH"`},
+	}
+	srv := newTestServer(t, cluster()...)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := review(t, srv.validate, tt.body, "application/json")
+			assertResponse(t, resp, tt.allowed, tt.code, tt.message)
+			if !slices.Equal(resp.Warnings, tt.warnings) {
+				t.Errorf("warnings = %q, want %q", resp.Warnings, tt.warnings)
+			}
+			if resp.Patch != nil {
+				t.Errorf("the validating webhook answered with a patch: %s", resp.Patch)
+			}
+		})
+	}
+	if got := testutil.ToFloat64(srv.metrics.decisions.WithLabelValues("targets-nodes", "deny", "CREATE")); got != 2 {
+		t.Errorf("daemonset_guard_decisions_total{rule=targets-nodes,action=deny,operation=CREATE} = %v, want 2", got)
+	}
+}
+
+func assertResponse(t *testing.T, resp *admissionv1.AdmissionResponse, allowed bool, code int32, message string) {
+	t.Helper()
+	if resp.UID == "" && code != http.StatusBadRequest {
+		t.Error("the response carries no uid")
+	}
+	if resp.Allowed != allowed {
+		t.Errorf("allowed = %v, want %v (result %+v)", resp.Allowed, allowed, resp.Result)
+	}
+	if allowed {
+		return
+	}
+	if resp.Result == nil || resp.Result.Code != code || !strings.Contains(resp.Result.Message, message) {
+		t.Errorf("result = %+v, want code %d and a message containing %q", resp.Result, code, message)
+	}
+}
+
+// sortedPatch returns the patch with its operations sorted by path, so that
+// tests do not depend on the order the patch library emits.
+func sortedPatch(t *testing.T, patch []byte) string {
+	t.Helper()
+	if patch == nil {
+		return ""
+	}
+	var ops []map[string]any
+	if err := json.Unmarshal(patch, &ops); err != nil {
+		t.Fatalf("the patch is not a JSON patch: %v", err)
+	}
+	slices.SortFunc(ops, func(a, b map[string]any) int { return strings.Compare(a["path"].(string), b["path"].(string)) })
+	out, _ := json.Marshal(ops)
+	return string(out)
+}
