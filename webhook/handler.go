@@ -24,8 +24,8 @@ const (
 )
 
 var (
-	daemonSetKind     = metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "DaemonSet"}
-	daemonSetResource = metav1.GroupVersionResource{Group: "apps", Version: "v1", Resource: "daemonsets"}
+	daemonSetKind      = metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "DaemonSet"}
+	daemonSetResource  = metav1.GroupVersionResource{Group: "apps", Version: "v1", Resource: "daemonsets"}
 	daemonSetGroupKind = schema.GroupKind{Group: "apps", Kind: "DaemonSet"}
 )
 

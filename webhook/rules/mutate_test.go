@@ -136,14 +136,19 @@ func TestMutate(t *testing.T) {
 			ds:   fixture.DaemonSet("fluentd", withAnnotation(SkipAnnotation, "default-tolerations,rolling-update-defaults")),
 		},
 		{
-			name:   "skips the rules a namespace is exempt from",
-			ds:     fixture.DaemonSet("fluentd"),
-			policy: func(p *policy.Policy) { p.Exemptions = []policy.Exemption{{Namespaces: []string{"logging"}, Rules: policy.MutationRules}} },
+			name: "skips the rules a namespace is exempt from",
+			ds:   fixture.DaemonSet("fluentd"),
+			policy: func(p *policy.Policy) {
+				p.Exemptions = []policy.Exemption{{Namespaces: []string{"logging"}, Rules: policy.MutationRules}}
+			},
 		},
 		{
-			name:   "changes nothing when the policy switches the mutation rules off",
-			ds:     fixture.DaemonSet("fluentd"),
-			policy: func(p *policy.Policy) { p.Rules.DefaultTolerations.Action = policy.Off; p.Rules.RollingUpdateDefaults.Action = policy.Off },
+			name: "changes nothing when the policy switches the mutation rules off",
+			ds:   fixture.DaemonSet("fluentd"),
+			policy: func(p *policy.Policy) {
+				p.Rules.DefaultTolerations.Action = policy.Off
+				p.Rules.RollingUpdateDefaults.Action = policy.Off
+			},
 		},
 		{
 			name:   "changes nothing under the built-in policy",

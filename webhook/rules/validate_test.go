@@ -267,8 +267,14 @@ func TestValidate(t *testing.T) {
 		},
 		{
 			name: "does not repeat the unstable selector warning on update, when nothing can be done",
-			old:  fixture.DaemonSet("fluentd", func(ds *appsv1.DaemonSet) { ds.Spec.Selector.MatchLabels["version"] = "1"; ds.Spec.Template.Labels["version"] = "1" }),
-			ds:   fixture.DaemonSet("fluentd", func(ds *appsv1.DaemonSet) { ds.Spec.Selector.MatchLabels["version"] = "1"; ds.Spec.Template.Labels["version"] = "1" }),
+			old: fixture.DaemonSet("fluentd", func(ds *appsv1.DaemonSet) {
+				ds.Spec.Selector.MatchLabels["version"] = "1"
+				ds.Spec.Template.Labels["version"] = "1"
+			}),
+			ds: fixture.DaemonSet("fluentd", func(ds *appsv1.DaemonSet) {
+				ds.Spec.Selector.MatchLabels["version"] = "1"
+				ds.Spec.Template.Labels["version"] = "1"
+			}),
 		},
 		{
 			name: "warns when one rollout step would take down more than the policy's share of nodes",
@@ -282,8 +288,8 @@ func TestValidate(t *testing.T) {
 			want:   []want{{"rollout-budget", "deny", "spec.updateStrategy.rollingUpdate.maxUnavailable", "3 of the 5 targeted nodes"}},
 		},
 		{
-			name: "allows one pod at a time on a single node, the slowest rollout there is",
-			ds:   fixture.DaemonSet("fluentd"),
+			name:  "allows one pod at a time on a single node, the slowest rollout there is",
+			ds:    fixture.DaemonSet("fluentd"),
 			nodes: []*corev1.Node{fixture.Node("only", nil)},
 		},
 		{
