@@ -23,25 +23,17 @@ import (
 	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
 )
 
-const examplePolicy = `apiVersion: daemonset-guard.io/v1alpha1
-kind: Policy
-mutation:
-  tolerations:
-  - {key: node-role.kubernetes.io/control-plane, operator: Exists, effect: NoSchedule}
-  rollingUpdate: {maxUnavailable: "10%", minReadySeconds: 10}
-rules:
-  targets-nodes: {action: deny}
-`
-
 // testServer serves both webhooks over httptest, as the manager would.
 type testServer struct {
 	mutate, validate http.Handler
 	metrics          *Metrics
 }
 
-func newTestServer(t *testing.T, nodes ...*corev1.Node) *testServer {
+func newTestServer(t testing.TB, nodes ...*corev1.Node) *testServer {
 	t.Helper()
-	p, err := policy.Parse([]byte(examplePolicy))
+	// The README's policy: control-plane toleration, 10% maxUnavailable,
+	// minReadySeconds 10, and targets-nodes denies.
+	p, err := policy.Load("policy/testdata/example.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,64 @@
+# daemonset-guard: build, test and run the DaemonSet admission webhook.
+# `make help` lists the targets.
+
+GO        ?= go
+BIN       := $(CURDIR)/bin
+TOOLS_MOD := e2e/tools
+
+# The control plane the tests run, built from Go modules by the tools module:
+# its go.mod pins the version, and nothing is downloaded from elsewhere.
+K8S_VERSION = $(shell cd $(TOOLS_MOD) && $(GO) list -m -f '{{.Version}}' k8s.io/kubernetes)
+K8S_LDFLAGS = -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
+              -X k8s.io/component-base/version.gitMajor=$(word 1,$(subst ., ,$(K8S_VERSION:v%=%))) \
+              -X k8s.io/component-base/version.gitMinor=$(word 2,$(subst ., ,$(K8S_VERSION:v%=%)))
+CONTROL_PLANE := $(BIN)/kube-apiserver $(BIN)/etcd
+
+# Where `make run` finds its cluster, certificate and policy.
+KUBECONFIG      ?= $(HOME)/.kube/config
+CERT_DIR        ?= /tmp/k8s-webhook-server/serving-certs
+POLICY_FILE     ?=
+RUN_ARGS        ?=
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## Show the targets.
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## Build bin/daemonset-guard.
+	$(GO) build -o $(BIN)/daemonset-guard ./cmd/daemonset-guard
+
+.PHONY: run
+run: build ## Run the webhook against $KUBECONFIG with certificates from $CERT_DIR.
+	$(BIN)/daemonset-guard --kubeconfig $(KUBECONFIG) --webhook-cert-dir $(CERT_DIR) \
+		$(if $(POLICY_FILE),--policy-file $(POLICY_FILE)) --zap-devel $(RUN_ARGS)
+
+.PHONY: test
+test: lint control-plane ## Lint, then run unit, handler and API-server integration tests and a benchmark smoke run.
+	KUBEBUILDER_ASSETS=$(BIN) $(GO) test -race -count=1 ./...
+	$(GO) test -run '^$$' -bench . -benchtime 20x ./...
+
+.PHONY: bench
+bench: ## Run the Go benchmarks.
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+.PHONY: lint
+lint: ## Check formatting and run go vet.
+	@unformatted="$$(gofmt -l $$(git ls-files '*.go'))"; \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+.PHONY: control-plane
+control-plane: $(CONTROL_PLANE) ## Build kube-apiserver and etcd into bin/ from Go modules (minutes the first time, cached after).
+
+$(BIN)/kube-apiserver: $(TOOLS_MOD)/go.mod $(TOOLS_MOD)/go.sum
+	cd $(TOOLS_MOD) && $(GO) build -o $@ -ldflags "$(K8S_LDFLAGS)" k8s.io/kubernetes/cmd/kube-apiserver
+
+# etcd's main package is its server module's root.
+$(BIN)/etcd: $(TOOLS_MOD)/go.mod $(TOOLS_MOD)/go.sum
+	cd $(TOOLS_MOD) && $(GO) build -o $@ go.etcd.io/etcd/server/v3
+
+.PHONY: clean
+clean: ## Remove bin/.
+	rm -rf $(BIN)

@@ -1,0 +1,319 @@
+package webhook_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/yaml"
+
+	"github.com/daemonset-guard/daemonset-guard/internal/fixture"
+	"github.com/daemonset-guard/daemonset-guard/webhook"
+	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
+)
+
+// The integration tests run the webhooks in-process behind a real
+// kube-apiserver and etcd (built by `make test` into bin/), registered with
+// the webhook configurations of manifests/base.
+
+// warnings collects the warnings the API server relays from the webhook.
+type warnings struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+func (w *warnings) HandleWarningHeader(_ int, _ string, text string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.seen = append(w.seen, text)
+}
+
+func (w *warnings) take() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := w.seen
+	w.seen = nil
+	return out
+}
+
+type cluster struct {
+	client     kubernetes.Interface
+	warnings   *warnings
+	policyFile string
+	readyz     string
+}
+
+func startCluster(t *testing.T) *cluster {
+	t.Helper()
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+		t.Fatal("KUBEBUILDER_ASSETS is not set: run `make test`, which builds kube-apiserver and etcd into bin/ and sets it")
+	}
+	env := &envtest.Environment{
+		WebhookInstallOptions: envtest.WebhookInstallOptions{
+			Paths: []string{filepath.Join("..", "manifests", "base", "webhooks.yaml")},
+		},
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatalf("starting kube-apiserver and etcd: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := env.Stop(); err != nil {
+			t.Errorf("stopping the control plane: %v", err)
+		}
+	})
+
+	policyFile := filepath.Join(t.TempDir(), "policy.yaml")
+	writePolicy(t, policyFile, policy.Warn)
+	probe := freeAddress(t)
+	wio := env.WebhookInstallOptions
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Cache:                  webhook.CacheOptions(),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: probe,
+		WebhookServer:          ctrlwebhook.NewServer(ctrlwebhook.Options{Host: wio.LocalServingHost, Port: wio.LocalServingPort, CertDir: wio.LocalServingCertDir}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := webhook.Setup(ctx, mgr, webhook.Options{PolicyFile: policyFile, Log: testr.New(t), Registerer: prometheus.NewRegistry()}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	})
+
+	w := &warnings{}
+	clientCfg := rest.CopyConfig(cfg)
+	clientCfg.WarningHandler = w
+	c := &cluster{client: kubernetes.NewForConfigOrDie(clientCfg), warnings: w, policyFile: policyFile, readyz: "http://" + probe + "/readyz"}
+	NewWithT(t).Eventually(c.ready, 30*time.Second, 100*time.Millisecond).Should(Succeed(), "the webhook should become ready")
+	return c
+}
+
+func (c *cluster) ready() error {
+	resp, err := http.Get(c.readyz)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("readyz answered %s", resp.Status)
+	}
+	return nil
+}
+
+// writePolicy writes the README's policy with the given targets-nodes action.
+func writePolicy(t *testing.T, path string, targetsNodes policy.Action) {
+	t.Helper()
+	p, err := policy.Load(filepath.Join("policy", "testdata", "example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Rules.TargetsNodes.Action = targetsNodes
+	doc, err := yaml.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, doc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func freeAddress(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func TestThroughTheAPIServer(t *testing.T) {
+	c := startCluster(t)
+	ctx := context.Background()
+	g := NewWithT(t)
+	for _, n := range []*corev1.Node{
+		fixture.Node("cp-1", nil, fixture.ControlPlaneTaint),
+		fixture.Node("ssd-1", []string{"disktype", "ssd"}),
+		fixture.Node("ssd-2", []string{"disktype", "ssd"}),
+		fixture.Node("hdd-1", []string{"disktype", "hdd"}),
+	} {
+		created, err := c.client.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+		// The API server taints every new node not-ready:NoSchedule, which
+		// daemon pods do not tolerate; with no kubelet and no node lifecycle
+		// controller here, play their part and mark the node ready.
+		created.Spec.Taints = slices.DeleteFunc(created.Spec.Taints, func(t corev1.Taint) bool { return t.Key == corev1.TaintNodeNotReady })
+		_, err = c.client.CoreV1().Nodes().Update(ctx, created, metav1.UpdateOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+	}
+	_, err := c.client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "logging"}}, metav1.CreateOptions{})
+	g.Expect(err).NotTo(HaveOccurred())
+	dsClient := c.client.AppsV1().DaemonSets("logging")
+	// The fixture is shaped like an admission request; a client sends it
+	// without the defaults and lets the API server add them.
+	newDaemonSet := func(name string, change ...func(*appsv1.DaemonSet)) *appsv1.DaemonSet {
+		ds := fixture.DaemonSet(name, change...)
+		ds.Spec.UpdateStrategy = appsv1.DaemonSetUpdateStrategy{}
+		return ds
+	}
+	// The inventory learns of the nodes through its informer, asynchronously.
+	g.Eventually(func() []string {
+		_, err := dsClient.Create(ctx, newDaemonSet("probe"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		g.Expect(err).NotTo(HaveOccurred())
+		return c.warnings.take()
+	}, 10*time.Second, 100*time.Millisecond).Should(BeEmpty(), "the webhook should see the nodes")
+
+	t.Run("a created DaemonSet comes back with the injected tolerations and rollout strategy", func(t *testing.T) {
+		g := NewWithT(t)
+		ds, err := dsClient.Create(ctx, newDaemonSet("fluentd"), metav1.CreateOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(ds.Spec.Template.Spec.Tolerations).To(ConsistOf(corev1.Toleration{Key: "node-role.kubernetes.io/control-plane", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}))
+		g.Expect(ds.Spec.UpdateStrategy.Type).To(Equal(appsv1.RollingUpdateDaemonSetStrategyType))
+		g.Expect(*ds.Spec.UpdateStrategy.RollingUpdate.MaxUnavailable).To(Equal(intstr.FromString("10%")))
+		g.Expect(ds.Spec.MinReadySeconds).To(BeEquivalentTo(10))
+		g.Expect(ds.Annotations).To(HaveKeyWithValue("daemonset-guard.io/mutated", "default-tolerations,rolling-update-defaults"))
+	})
+
+	t.Run("a maxUnavailable that server-side apply says the user wrote is kept", func(t *testing.T) {
+		g := NewWithT(t)
+		applied := fmt.Sprintf(`{"apiVersion":"apps/v1","kind":"DaemonSet","metadata":{"name":"node-exporter"},"spec":{
+			"selector":{"matchLabels":{"app":"node-exporter"}},"updateStrategy":{"rollingUpdate":{"maxUnavailable":1}},
+			"template":{"metadata":{"labels":{"app":"node-exporter"}},"spec":{"containers":[{"name":"e","image":"%s"}]}}}}`, "prom/node-exporter:v1.8")
+		ds, err := dsClient.Patch(ctx, "node-exporter", types.ApplyPatchType, []byte(applied), metav1.PatchOptions{FieldManager: "gitops"})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(*ds.Spec.UpdateStrategy.RollingUpdate.MaxUnavailable).To(Equal(intstr.FromInt32(1)), "the applier owns maxUnavailable")
+		g.Expect(ds.Spec.MinReadySeconds).To(BeEquivalentTo(10), "minReadySeconds was not applied, so the policy's default is")
+	})
+
+	t.Run("an update that leaves the template alone never changes the template", func(t *testing.T) {
+		g := NewWithT(t)
+		ds, err := dsClient.Create(ctx, newDaemonSet("fluent-bit", func(ds *appsv1.DaemonSet) {
+			ds.Annotations = map[string]string{"daemonset-guard.io/skip": "default-tolerations"}
+		}), metav1.CreateOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(ds.Spec.Template.Spec.Tolerations).To(BeEmpty())
+		delete(ds.Annotations, "daemonset-guard.io/skip")
+		ds.Labels = map[string]string{"team": "observability"}
+		updated, err := dsClient.Update(ctx, ds, metav1.UpdateOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(updated.Spec.Template.Spec.Tolerations).To(BeEmpty(), "adding a toleration would roll every pod")
+		g.Expect(updated.Generation).To(Equal(ds.Generation), "the spec did not change")
+	})
+
+	t.Run("a selector change is refused, by the API server before the webhook", func(t *testing.T) {
+		g := NewWithT(t)
+		ds, err := dsClient.Get(ctx, "fluentd", metav1.GetOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+		ds.Spec.Selector.MatchLabels["tier"] = "logging"
+		ds.Spec.Template.Labels["tier"] = "logging"
+		_, err = dsClient.Update(ctx, ds, metav1.UpdateOptions{})
+		g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
+		// DESIGN.md §1: built-in validation runs before validating webhooks,
+		// so the user sees the API server's message here and the webhook's
+		// own message (handler tests) only where the API server lets it by.
+		g.Expect(err.Error()).To(ContainSubstring("field is immutable"))
+	})
+
+	t.Run("a template whose labels the selector does not match is refused", func(t *testing.T) {
+		g := NewWithT(t)
+		_, err := dsClient.Create(ctx, newDaemonSet("mismatch", func(ds *appsv1.DaemonSet) { ds.Spec.Template.Labels = map[string]string{"app": "other"} }), metav1.CreateOptions{})
+		g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
+		g.Expect(err.Error()).To(ContainSubstring("`selector` does not match template `labels`"))
+	})
+
+	t.Run("a DaemonSet that targets no node gets the warning with the reasons", func(t *testing.T) {
+		g := NewWithT(t)
+		_, err := dsClient.Create(ctx, newDaemonSet("nvme-agent", withNodeSelector("disktype", "nvme")), metav1.CreateOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(c.warnings.take()).To(ConsistOf(
+			"[targets-nodes] spec.template.spec: the DaemonSet would run on no node: 0 of 4 nodes: 4 lack label disktype=nvme"))
+	})
+
+	t.Run("a node relabelled after start is seen by the next request", func(t *testing.T) {
+		g := NewWithT(t)
+		node, err := c.client.CoreV1().Nodes().Get(ctx, "hdd-1", metav1.GetOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+		node.Labels["disktype"] = "nvme"
+		_, err = c.client.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Eventually(func() []string {
+			_, err := dsClient.Create(ctx, newDaemonSet("nvme-agent-2", withNodeSelector("disktype", "nvme")), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+			g.Expect(err).NotTo(HaveOccurred())
+			return c.warnings.take()
+		}, 5*time.Second, 50*time.Millisecond).Should(BeEmpty(), "hdd-1 now has disktype=nvme")
+	})
+
+	t.Run("a policy change to deny applies without restart", func(t *testing.T) {
+		g := NewWithT(t)
+		writePolicy(t, c.policyFile, policy.Deny)
+		g.Eventually(func() error {
+			_, err := dsClient.Create(ctx, newDaemonSet("gpu-agent", withNodeSelector("gpu", "true")), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+			return err
+		}, 5*time.Second, 100*time.Millisecond).Should(MatchError(And(
+			ContainSubstring(`admission webhook "validate.daemonset-guard.io" denied the request`),
+			ContainSubstring("spec.template.spec: Forbidden: [targets-nodes] the DaemonSet would run on no node: 0 of 4 nodes: 4 lack label gpu=true"),
+		)))
+	})
+
+	t.Run("an update that leaves placement alone stays possible under deny", func(t *testing.T) {
+		g := NewWithT(t)
+		ds, err := dsClient.Get(ctx, "nvme-agent", metav1.GetOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+		ds.Spec.Template.Spec.NodeSelector = map[string]string{"disktype": "none"}
+		_, err = dsClient.Update(ctx, ds.DeepCopy(), metav1.UpdateOptions{})
+		g.Expect(err).To(MatchError(ContainSubstring("[targets-nodes]")), "changing placement to no node is denied")
+		ds.Labels = map[string]string{"team": "storage"}
+		ds.Spec.Template.Spec.NodeSelector = map[string]string{"disktype": "nvme"}
+		node, err := c.client.CoreV1().Nodes().Get(ctx, "hdd-1", metav1.GetOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+		node.Labels["disktype"] = "hdd"
+		_, err = c.client.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Eventually(func() []string {
+			_, err := dsClient.Update(ctx, ds, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}})
+			g.Expect(err).NotTo(HaveOccurred(), "a label change must not be refused because no node matches today")
+			return c.warnings.take()
+		}, 5*time.Second, 50*time.Millisecond).Should(ContainElement(ContainSubstring("would run on no node")))
+	})
+	g.Expect(strings.Join(c.warnings.take(), "\n")).To(BeEmpty(), "no warning should be left unchecked")
+}
+
+func withNodeSelector(key, value string) func(*appsv1.DaemonSet) {
+	return func(ds *appsv1.DaemonSet) { ds.Spec.Template.Spec.NodeSelector = map[string]string{key: value} }
+}
