@@ -199,6 +199,11 @@ func TestValidatingHandler(t *testing.T) {
 		{name: "denies with 422 and the field path a DaemonSet that targets no node, as the policy says",
 			body: reviewBody("CREATE", nvme, nil, ""), code: http.StatusUnprocessableEntity,
 			message: `DaemonSet.apps "fluentd" is invalid: spec.template.spec: Forbidden: [targets-nodes] the DaemonSet would run on no node: 0 of 3 nodes: 3 lack label disktype=nvme`},
+		{name: "names a DaemonSet created with generateName by its prefix",
+			body: reviewBody("CREATE", fixture.DaemonSet("", func(ds *appsv1.DaemonSet) {
+				ds.GenerateName = "fluentd-"
+				ds.Spec.Template.Spec.NodeSelector = map[string]string{"disktype": "nvme"}
+			}), nil, ""), code: http.StatusUnprocessableEntity, message: `DaemonSet.apps "fluentd-" is invalid`},
 		{name: "gives a dry run the same denial",
 			body: reviewBody("CREATE", nvme, nil, `,"dryRun":true`), code: http.StatusUnprocessableEntity, message: "[targets-nodes]"},
 		{name: "denies a selector change with the way to replace the DaemonSet",
@@ -227,8 +232,8 @@ func TestValidatingHandler(t *testing.T) {
 			}
 		})
 	}
-	if got := testutil.ToFloat64(srv.metrics.decisions.WithLabelValues("targets-nodes", "deny", "CREATE")); got != 2 {
-		t.Errorf("daemonset_guard_decisions_total{rule=targets-nodes,action=deny,operation=CREATE} = %v, want 2", got)
+	if got := testutil.ToFloat64(srv.metrics.decisions.WithLabelValues("targets-nodes", "deny", "CREATE")); got != 3 {
+		t.Errorf("daemonset_guard_decisions_total{rule=targets-nodes,action=deny,operation=CREATE} = %v, want 3", got)
 	}
 }
 

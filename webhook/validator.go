@@ -34,7 +34,11 @@ func (v *Validator) Handle(_ context.Context, req admission.Request) admission.R
 	}
 	v.record(req, findings, nil, len(denied) == 0)
 	if len(denied) > 0 {
-		status := apierrors.NewInvalid(daemonSetGroupKind, in.Object.Name, denied).Status()
+		name := in.Object.Name
+		if name == "" {
+			name = in.Object.GenerateName // the API server names the object after admission
+		}
+		status := apierrors.NewInvalid(daemonSetGroupKind, name, denied).Status()
 		return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: false, Result: &status}}.WithWarnings(warnings...)
 	}
 	return admission.Allowed("").WithWarnings(warnings...)
