@@ -12,6 +12,9 @@ K8S_LDFLAGS = -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
               -X k8s.io/component-base/version.gitMajor=$(word 1,$(subst ., ,$(K8S_VERSION:v%=%))) \
               -X k8s.io/component-base/version.gitMinor=$(word 2,$(subst ., ,$(K8S_VERSION:v%=%)))
 CONTROL_PLANE := $(BIN)/kube-apiserver $(BIN)/etcd
+CLUSTER_TOOLS := $(CONTROL_PLANE) $(BIN)/kube-controller-manager $(BIN)/kube-scheduler $(BIN)/kubectl $(BIN)/kwok $(BIN)/kwokctl
+KWOK_MOD      := $(TOOLS_MOD)/kwok
+CLUSTER_STATE := $(CURDIR)/.cluster
 
 # Where `make run` finds its cluster, certificate and policy.
 KUBECONFIG      ?= $(HOME)/.kube/config
@@ -35,9 +38,10 @@ run: build ## Run the webhook against $KUBECONFIG with certificates from $CERT_D
 		$(if $(POLICY_FILE),--policy-file $(POLICY_FILE)) --zap-devel $(RUN_ARGS)
 
 .PHONY: test
-test: lint control-plane ## Lint, then run unit, handler and API-server integration tests and a benchmark smoke run.
+test: lint control-plane ## Lint; unit, handler and API-server integration tests; a benchmark smoke run; the e2e suite on the local cluster.
 	KUBEBUILDER_ASSETS=$(BIN) $(GO) test -race -count=1 ./...
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./...
+	$(MAKE) test-e2e-local
 
 .PHONY: bench
 bench: ## Run the Go benchmarks.
@@ -52,12 +56,41 @@ lint: ## Check formatting and run go vet.
 .PHONY: control-plane
 control-plane: $(CONTROL_PLANE) ## Build kube-apiserver and etcd into bin/ from Go modules (minutes the first time, cached after).
 
-$(BIN)/kube-apiserver: $(TOOLS_MOD)/go.mod $(TOOLS_MOD)/go.sum
-	cd $(TOOLS_MOD) && $(GO) build -o $@ -ldflags "$(K8S_LDFLAGS)" k8s.io/kubernetes/cmd/kube-apiserver
+$(BIN)/kube-apiserver $(BIN)/kube-controller-manager $(BIN)/kube-scheduler $(BIN)/kubectl: $(TOOLS_MOD)/go.mod $(TOOLS_MOD)/go.sum
+	@e2e/timed.sh "building $(@F) $(K8S_VERSION)" sh -c 'cd $(TOOLS_MOD) && $(GO) build -o $@ -ldflags "$(K8S_LDFLAGS)" k8s.io/kubernetes/cmd/$(@F)'
 
 # etcd's main package is its server module's root.
 $(BIN)/etcd: $(TOOLS_MOD)/go.mod $(TOOLS_MOD)/go.sum
-	cd $(TOOLS_MOD) && $(GO) build -o $@ go.etcd.io/etcd/server/v3
+	@e2e/timed.sh "building etcd" sh -c 'cd $(TOOLS_MOD) && $(GO) build -o $@ go.etcd.io/etcd/server/v3'
+
+$(BIN)/kwok $(BIN)/kwokctl: $(KWOK_MOD)/go.mod $(KWOK_MOD)/go.sum
+	@e2e/timed.sh "building $(@F)" sh -c 'cd $(KWOK_MOD) && $(GO) build -o $@ sigs.k8s.io/kwok/cmd/$(@F)'
+
+.PHONY: cluster-tools
+cluster-tools: $(CLUSTER_TOOLS) ## Build the local cluster's binaries (control plane, kubectl, kwok) into bin/.
+
+.PHONY: localwebhook
+localwebhook:
+	$(GO) build -o $(BIN)/localwebhook ./e2e/localwebhook
+
+.PHONY: cluster-up
+cluster-up: cluster-tools build localwebhook ## Start the local cluster (kwok, 20 nodes) with the webhook on the host; KUBECONFIG=.cluster/kubeconfig.
+	e2e/local-cluster.sh up
+
+.PHONY: test-e2e
+test-e2e: ## Run the e2e suite against $$KUBECONFIG, where daemonset-guard must be registered.
+	$(GO) test -tags e2e -count=1 -timeout 20m -v ./e2e/
+
+.PHONY: test-e2e-local
+test-e2e-local: cluster-up ## Start the local cluster, run the e2e suite on it, stop it.
+	@status=0; \
+	KUBECONFIG=$(CLUSTER_STATE)/kubeconfig KUBECTL=$(BIN)/kubectl E2E_POLICY_FILE=$(CLUSTER_STATE)/policy.yaml \
+	E2E_WEBHOOK_LOG=$(CLUSTER_STATE)/webhook.log $(GO) test -tags e2e -count=1 -timeout 20m -v ./e2e/ || status=$$?; \
+	e2e/local-cluster.sh down; exit $$status
+
+.PHONY: cluster-down
+cluster-down: ## Stop every process of the local cluster and the webhook.
+	e2e/local-cluster.sh down
 
 .PHONY: clean
 clean: ## Remove bin/.

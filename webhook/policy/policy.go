@@ -81,7 +81,7 @@ type Rules struct {
 	SelectorImmutable       RuleConfig          `json:"selector-immutable"`
 	SelectorMatchesTemplate RuleConfig          `json:"selector-matches-template"`
 	RestartPolicyAlways     RuleConfig          `json:"restart-policy-always"`
-	TargetsNodes            RuleConfig          `json:"targets-nodes"`
+	TargetsNodes            TargetsNodesConfig  `json:"targets-nodes"`
 	SelectorStableLabels    StableLabelsConfig  `json:"selector-stable-labels"`
 	RolloutBudget           RolloutBudgetConfig `json:"rollout-budget"`
 	DefaultTolerations      RuleConfig          `json:"default-tolerations"`
@@ -91,6 +91,14 @@ type Rules struct {
 // RuleConfig is the configuration every rule has.
 type RuleConfig struct {
 	Action Action `json:"action,omitempty"`
+}
+
+// TargetsNodesConfig configures targets-nodes.
+type TargetsNodesConfig struct {
+	Action Action `json:"action,omitempty"`
+	// ReportCoverage also reports, as a warning, on how many nodes a
+	// DaemonSet that runs somewhere would run, and why the others are left out.
+	ReportCoverage bool `json:"reportCoverage,omitempty"`
 }
 
 // StableLabelsConfig configures selector-stable-labels.

@@ -29,6 +29,8 @@ func targetsNodes(in *Input) []Finding {
 			f.Action = policy.Warn
 		}
 		out = append(out, f)
+	} else if in.Policy.Rules.TargetsNodes.ReportCoverage {
+		out = append(out, Finding{Rule: policy.TargetsNodes, Action: policy.Warn, Field: path, Message: "the DaemonSet would run on " + cov.String()})
 	}
 	if in.Operation == Update {
 		if lost := in.Nodes.Lost(&in.OldObject.Spec.Template.Spec, &in.Object.Spec.Template.Spec); len(lost) > 0 {

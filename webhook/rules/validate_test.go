@@ -228,6 +228,12 @@ func TestValidate(t *testing.T) {
 			want: []want{{"targets-nodes", "warn", "spec.template.spec", "no node information was given"}},
 		},
 		{
+			name:   "reports the coverage of a DaemonSet that runs somewhere when the policy asks",
+			ds:     fixture.DaemonSet("fluentd", withNodeSelector("disktype", "ssd")),
+			policy: func(p *policy.Policy) { p.Rules.TargetsNodes.ReportCoverage = true },
+			want:   []want{{"targets-nodes", "warn", "spec.template.spec", "the DaemonSet would run on 3 of 8 nodes: 3 lack label disktype=ssd, 2 have untolerated taint dedicated=gpu:NoSchedule"}},
+		},
+		{
 			name: "warns on update which nodes would lose their daemon pod",
 			old:  fixture.DaemonSet("fluentd"),
 			ds:   fixture.DaemonSet("fluentd", withNodeSelector("disktype", "ssd")),

@@ -1,0 +1,114 @@
+// Package certs makes and stores the webhook's TLS certificates with
+// cert-manager's pki package, from the same Certificate specs that
+// cert-manager itself would be given.
+package certs
+
+import (
+	"crypto"
+	"errors"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	"github.com/cert-manager/cert-manager/pkg/util/pki"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// KeyPair is a certificate with its private key, parsed and PEM-encoded.
+type KeyPair struct {
+	Cert    *x509.Certificate
+	Key     crypto.Signer
+	CertPEM []byte
+	KeyPEM  []byte
+}
+
+// NewCA returns a self-signed CA certificate valid for validity.
+func NewCA(commonName string, validity time.Duration) (*KeyPair, error) {
+	return issue(&cmapi.CertificateSpec{
+		CommonName: commonName,
+		IsCA:       true,
+		Duration:   &metav1.Duration{Duration: validity},
+		Usages:     []cmapi.KeyUsage{cmapi.UsageCertSign, cmapi.UsageDigitalSignature},
+		PrivateKey: &cmapi.CertificatePrivateKey{Algorithm: cmapi.ECDSAKeyAlgorithm, Size: 256},
+	}, nil)
+}
+
+// Serving returns a TLS server certificate for the DNS names and IP addresses,
+// signed by the CA.
+func (ca *KeyPair) Serving(dnsNames, ipAddresses []string, validity time.Duration) (*KeyPair, error) {
+	return issue(&cmapi.CertificateSpec{
+		CommonName:  firstOf(dnsNames, ipAddresses),
+		DNSNames:    dnsNames,
+		IPAddresses: ipAddresses,
+		Duration:    &metav1.Duration{Duration: validity},
+		Usages:      []cmapi.KeyUsage{cmapi.UsageServerAuth, cmapi.UsageDigitalSignature},
+		PrivateKey:  &cmapi.CertificatePrivateKey{Algorithm: cmapi.ECDSAKeyAlgorithm, Size: 256},
+	}, ca)
+}
+
+func firstOf(lists ...[]string) string {
+	for _, l := range lists {
+		if len(l) > 0 {
+			return l[0]
+		}
+	}
+	return ""
+}
+
+// issue creates a key and a certificate for spec, signed by issuer, or
+// self-signed when issuer is nil.
+func issue(spec *cmapi.CertificateSpec, issuer *KeyPair) (*KeyPair, error) {
+	crt := &cmapi.Certificate{Spec: *spec}
+	key, err := pki.GeneratePrivateKeyForCertificate(crt)
+	if err != nil {
+		return nil, fmt.Errorf("generating a private key: %w", err)
+	}
+	template, err := pki.CertificateTemplateFromCertificate(crt)
+	if err != nil {
+		return nil, fmt.Errorf("building the certificate template: %w", err)
+	}
+	issuerCert, signer := template, key
+	if issuer != nil {
+		issuerCert, signer = issuer.Cert, issuer.Key
+	}
+	certPEM, cert, err := pki.SignCertificate(template, issuerCert, key.Public(), signer)
+	if err != nil {
+		return nil, fmt.Errorf("signing the certificate: %w", err)
+	}
+	keyPEM, err := pki.EncodePrivateKey(key, cmapi.PKCS8)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the private key: %w", err)
+	}
+	return &KeyPair{Cert: cert, Key: key, CertPEM: certPEM, KeyPEM: keyPEM}, nil
+}
+
+// WriteFiles writes tls.crt and tls.key into dir, each by rename so that a
+// watcher never reads half a file. The key is written first: a reader that
+// sees the new certificate finds its key already in place.
+func (kp *KeyPair) WriteFiles(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("creating %s: %w", dir, err)
+	}
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{"tls.key", kp.KeyPEM}, {"tls.crt", kp.CertPEM}} {
+		tmp, err := os.CreateTemp(dir, "."+f.name+"-*")
+		if err != nil {
+			return fmt.Errorf("writing %s: %w", f.name, err)
+		}
+		_, werr := tmp.Write(f.data)
+		cerr := tmp.Close()
+		if err := errors.Join(werr, cerr); err != nil {
+			os.Remove(tmp.Name())
+			return fmt.Errorf("writing %s: %w", f.name, err)
+		}
+		if err := os.Rename(tmp.Name(), filepath.Join(dir, f.name)); err != nil {
+			return fmt.Errorf("writing %s: %w", f.name, err)
+		}
+	}
+	return nil
+}
