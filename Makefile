@@ -49,9 +49,10 @@ bench: ## Run the Go benchmarks.
 
 .PHONY: lint
 lint: ## Check formatting and run go vet.
-	@unformatted="$$(gofmt -l $$(git ls-files '*.go'))"; \
+	@unformatted="$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go'))"; \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags e2e ./e2e/...
 
 .PHONY: control-plane
 control-plane: $(CONTROL_PLANE) ## Build kube-apiserver and etcd into bin/ from Go modules (minutes the first time, cached after).

@@ -5,8 +5,8 @@ package certs
 
 import (
 	"crypto"
-	"errors"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"

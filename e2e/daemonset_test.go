@@ -33,7 +33,9 @@ func TestLogCollectorRunsOnEveryNodeItTolerates(t *testing.T) {
 	ds = c.settled(t, ds, want)
 	// Every node but those with a taint the collector does not tolerate.
 	expected := c.nodes(t, func(n corev1.Node) bool {
-		return !slices.ContainsFunc(n.Spec.Taints, func(t corev1.Taint) bool { return t.Key != controlPlaneTaint && t.Effect != corev1.TaintEffectPreferNoSchedule })
+		return !slices.ContainsFunc(n.Spec.Taints, func(t corev1.Taint) bool {
+			return t.Key != controlPlaneTaint && t.Effect != corev1.TaintEffectPreferNoSchedule
+		})
 	})
 	g := NewWithT(t)
 	g.Expect(c.nodesOf(t, ds)).To(Equal(expected), "one pod on each tolerated node")
