@@ -89,6 +89,11 @@ test-e2e-local: cluster-up ## Start the local cluster, run the e2e suite on it, 
 	E2E_WEBHOOK_LOG=$(CLUSTER_STATE)/webhook.log $(GO) test -tags e2e -count=1 -timeout 20m -v ./e2e/ || status=$$?; \
 	e2e/local-cluster.sh down; exit $$status
 
+.PHONY: demo
+demo: cluster-tools build localwebhook ## Start the local cluster with the demo policy and walk through daemonset-guard; leaves it running.
+	POLICY_FILE=e2e/testdata/demo-policy.yaml e2e/local-cluster.sh up
+	e2e/demo.sh
+
 .PHONY: cluster-down
 cluster-down: ## Stop every process of the local cluster and the webhook.
 	e2e/local-cluster.sh down

@@ -124,6 +124,13 @@ up() {
 	log "adding 20 nodes"
 	nodes | kubectl apply -f - >/dev/null
 	kubectl wait --for=condition=Ready node --all --timeout=60s >/dev/null
+	# New nodes carry node.kubernetes.io/not-ready:NoSchedule until the node
+	# lifecycle controller sees them Ready; daemon pods do not tolerate it, so
+	# predictions made before it is gone are right but surprising.
+	for _ in $(seq 120); do
+		if ! kubectl get nodes -o jsonpath='{.items[*].spec.taints[*].key}' | grep -q node.kubernetes.io/not-ready; then break; fi
+		sleep 0.5
+	done
 
 	log "starting daemonset-guard on https://127.0.0.1:$port (log: .cluster/webhook.log)"
 	"$bin/localwebhook" certs --dir "$state/certs"
