@@ -25,20 +25,20 @@ type KeyPair struct {
 	KeyPEM  []byte
 }
 
-// NewCA returns a self-signed CA certificate valid for validity.
-func NewCA(commonName string, validity time.Duration) (*KeyPair, error) {
+// NewCA returns a self-signed CA certificate valid from notBefore for validity.
+func NewCA(commonName string, notBefore time.Time, validity time.Duration) (*KeyPair, error) {
 	return issue(&cmapi.CertificateSpec{
 		CommonName: commonName,
 		IsCA:       true,
 		Duration:   &metav1.Duration{Duration: validity},
 		Usages:     []cmapi.KeyUsage{cmapi.UsageCertSign, cmapi.UsageDigitalSignature},
 		PrivateKey: &cmapi.CertificatePrivateKey{Algorithm: cmapi.ECDSAKeyAlgorithm, Size: 256},
-	}, nil)
+	}, nil, notBefore)
 }
 
 // Serving returns a TLS server certificate for the DNS names and IP addresses,
-// signed by the CA.
-func (ca *KeyPair) Serving(dnsNames, ipAddresses []string, validity time.Duration) (*KeyPair, error) {
+// signed by the CA, valid from notBefore for validity.
+func (ca *KeyPair) Serving(dnsNames, ipAddresses []string, notBefore time.Time, validity time.Duration) (*KeyPair, error) {
 	return issue(&cmapi.CertificateSpec{
 		CommonName:  firstOf(dnsNames, ipAddresses),
 		DNSNames:    dnsNames,
@@ -46,7 +46,7 @@ func (ca *KeyPair) Serving(dnsNames, ipAddresses []string, validity time.Duratio
 		Duration:    &metav1.Duration{Duration: validity},
 		Usages:      []cmapi.KeyUsage{cmapi.UsageServerAuth, cmapi.UsageDigitalSignature},
 		PrivateKey:  &cmapi.CertificatePrivateKey{Algorithm: cmapi.ECDSAKeyAlgorithm, Size: 256},
-	}, ca)
+	}, ca, notBefore)
 }
 
 func firstOf(lists ...[]string) string {
@@ -59,8 +59,8 @@ func firstOf(lists ...[]string) string {
 }
 
 // issue creates a key and a certificate for spec, signed by issuer, or
-// self-signed when issuer is nil.
-func issue(spec *cmapi.CertificateSpec, issuer *KeyPair) (*KeyPair, error) {
+// self-signed when issuer is nil, valid from notBefore for spec's duration.
+func issue(spec *cmapi.CertificateSpec, issuer *KeyPair, notBefore time.Time) (*KeyPair, error) {
 	crt := &cmapi.Certificate{Spec: *spec}
 	key, err := pki.GeneratePrivateKeyForCertificate(crt)
 	if err != nil {
@@ -70,6 +70,8 @@ func issue(spec *cmapi.CertificateSpec, issuer *KeyPair) (*KeyPair, error) {
 	if err != nil {
 		return nil, fmt.Errorf("building the certificate template: %w", err)
 	}
+	// The template starts now by the wall clock; the caller's clock decides.
+	template.NotBefore, template.NotAfter = notBefore, notBefore.Add(spec.Duration.Duration)
 	issuerCert, signer := template, key
 	if issuer != nil {
 		issuerCert, signer = issuer.Cert, issuer.Key

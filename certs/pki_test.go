@@ -12,14 +12,14 @@ import (
 )
 
 func TestServingCertificateIsTrustedThroughItsCA(t *testing.T) {
-	ca, err := NewCA("daemonset-guard-ca", 24*time.Hour)
+	ca, err := NewCA("daemonset-guard-ca", time.Now(), 24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !ca.Cert.IsCA || ca.Cert.KeyUsage&x509.KeyUsageCertSign == 0 {
 		t.Fatalf("the CA cannot sign: IsCA=%v usage=%v", ca.Cert.IsCA, ca.Cert.KeyUsage)
 	}
-	serving, err := ca.Serving([]string{"localhost", "daemonset-guard.daemonset-guard-system.svc"}, []string{"127.0.0.1"}, time.Hour)
+	serving, err := ca.Serving([]string{"localhost", "daemonset-guard.daemonset-guard-system.svc"}, []string{"127.0.0.1"}, time.Now(), time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func TestServingCertificateIsTrustedThroughItsCA(t *testing.T) {
 	}
 	resp.Body.Close()
 
-	other, err := NewCA("another-ca", time.Hour)
+	other, err := NewCA("another-ca", time.Now(), time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,12 +25,12 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/yaml"
 
 	"github.com/daemonset-guard/daemonset-guard/internal/fixture"
+	"github.com/daemonset-guard/daemonset-guard/internal/testenv"
 	"github.com/daemonset-guard/daemonset-guard/webhook"
 	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
 )
@@ -68,28 +68,11 @@ type cluster struct {
 
 func startCluster(t *testing.T) *cluster {
 	t.Helper()
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		t.Fatal("KUBEBUILDER_ASSETS is not set: run `make test`, which builds kube-apiserver and etcd into bin/ and sets it")
-	}
-	env := &envtest.Environment{
-		WebhookInstallOptions: envtest.WebhookInstallOptions{
-			Paths: []string{filepath.Join("..", "manifests", "base", "webhooks.yaml")},
-		},
-	}
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatalf("starting kube-apiserver and etcd: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := env.Stop(); err != nil {
-			t.Errorf("stopping the control plane: %v", err)
-		}
-	})
+	cfg, wio := testenv.Start(t, "")
 
 	policyFile := filepath.Join(t.TempDir(), "policy.yaml")
 	writePolicy(t, policyFile, policy.Warn)
 	probe := freeAddress(t)
-	wio := env.WebhookInstallOptions
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Cache:                  webhook.CacheOptions(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},

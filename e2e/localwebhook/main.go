@@ -68,11 +68,11 @@ func writeCerts(dir string) error {
 	if dir == "" {
 		return errors.New("--dir is required")
 	}
-	ca, err := certs.NewCA("daemonset-guard-local-ca", 30*24*time.Hour)
+	ca, err := certs.NewCA("daemonset-guard-local-ca", time.Now(), 30*24*time.Hour)
 	if err != nil {
 		return err
 	}
-	serving, err := ca.Serving([]string{"localhost"}, []string{"127.0.0.1"}, 30*24*time.Hour)
+	serving, err := ca.Serving([]string{"localhost"}, []string{"127.0.0.1"}, time.Now(), 30*24*time.Hour)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,46 @@
+// Package testenv starts the real kube-apiserver and etcd that `make test`
+// builds into bin/, through controller-runtime's envtest, with daemonset-guard's
+// webhook configurations installed.
+package testenv
+
+import (
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+// Start starts a control plane for the test and stops it when the test ends.
+// The webhook configurations of manifests/base are installed, pointing at
+// https://<host>:<port> of the returned options, with envtest's CA as caBundle.
+func Start(t *testing.T, webhookHost string) (*rest.Config, envtest.WebhookInstallOptions) {
+	t.Helper()
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+		t.Fatal("KUBEBUILDER_ASSETS is not set: run `make test`, which builds kube-apiserver and etcd into bin/ and sets it")
+	}
+	env := &envtest.Environment{
+		WebhookInstallOptions: envtest.WebhookInstallOptions{
+			Paths:                        []string{filepath.Join(repoRoot(), "manifests", "base", "webhooks.yaml")},
+			LocalServingHostExternalName: webhookHost,
+		},
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatalf("starting kube-apiserver and etcd: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := env.Stop(); err != nil {
+			t.Errorf("stopping the control plane: %v", err)
+		}
+	})
+	return cfg, env.WebhookInstallOptions
+}
+
+// repoRoot is the repository's root, found from this file's place in it.
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
