@@ -38,7 +38,7 @@ run: build ## Run the webhook against $KUBECONFIG with certificates from $CERT_D
 		$(if $(POLICY_FILE),--policy-file $(POLICY_FILE)) --zap-devel $(RUN_ARGS)
 
 .PHONY: test
-test: lint control-plane ## Lint; unit, handler and API-server integration tests; a benchmark smoke run; the e2e suite on the local cluster.
+test: lint control-plane $(BIN)/kubectl ## Lint; unit, handler and API-server integration tests; a benchmark smoke run; the e2e suite on the local cluster.
 	KUBEBUILDER_ASSETS=$(BIN) $(GO) test -race -count=1 ./...
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./...
 	$(MAKE) test-e2e-local

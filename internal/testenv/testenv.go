@@ -18,17 +18,22 @@ import (
 // https://<host>:<port> of the returned options, with envtest's CA as caBundle.
 func Start(t *testing.T, webhookHost string) (*rest.Config, envtest.WebhookInstallOptions) {
 	t.Helper()
+	env := StartEnvironment(t, &envtest.Environment{
+		WebhookInstallOptions: envtest.WebhookInstallOptions{
+			Paths:                        []string{filepath.Join(RepoRoot(), "manifests", "base", "webhooks.yaml")},
+			LocalServingHostExternalName: webhookHost,
+		},
+	})
+	return env.Config, env.WebhookInstallOptions
+}
+
+// StartEnvironment starts env and stops it when the test ends.
+func StartEnvironment(t *testing.T, env *envtest.Environment) *envtest.Environment {
+	t.Helper()
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		t.Fatal("KUBEBUILDER_ASSETS is not set: run `make test`, which builds kube-apiserver and etcd into bin/ and sets it")
 	}
-	env := &envtest.Environment{
-		WebhookInstallOptions: envtest.WebhookInstallOptions{
-			Paths:                        []string{filepath.Join(repoRoot(), "manifests", "base", "webhooks.yaml")},
-			LocalServingHostExternalName: webhookHost,
-		},
-	}
-	cfg, err := env.Start()
-	if err != nil {
+	if _, err := env.Start(); err != nil {
 		t.Fatalf("starting kube-apiserver and etcd: %v", err)
 	}
 	t.Cleanup(func() {
@@ -36,11 +41,11 @@ func Start(t *testing.T, webhookHost string) (*rest.Config, envtest.WebhookInsta
 			t.Errorf("stopping the control plane: %v", err)
 		}
 	})
-	return cfg, env.WebhookInstallOptions
+	return env
 }
 
-// repoRoot is the repository's root, found from this file's place in it.
-func repoRoot() string {
+// RepoRoot is the repository's root, found from this file's place in it.
+func RepoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
