@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -36,8 +37,18 @@ type config struct {
 	policyFile             string
 	kubeconfig             string
 	enableHTTP2            bool
+	certMode               string
+	certSecret             string
+	webhookService         string
+	webhookConfiguration   string
 	zap                    zap.Options
 }
+
+// Certificate modes.
+const (
+	certModeFiles       = "files"
+	certModeSelfManaged = "self-managed"
+)
 
 func parseFlags(args []string) (config, error) {
 	var cfg config
@@ -49,12 +60,24 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&cfg.policyFile, "policy-file", "", "Policy file, watched and reloaded on change; empty uses the built-in policy.")
 	fs.StringVar(&cfg.kubeconfig, "kubeconfig", "", "Kubeconfig to reach the API server; empty uses $KUBECONFIG, then the in-cluster configuration.")
 	fs.BoolVar(&cfg.enableHTTP2, "enable-http2", false, "Serve HTTP/2 as well as HTTP/1.1. Off by default: the API server speaks HTTP/1.1 to webhooks, and HTTP/2 has carried denial-of-service flaws (CVE-2023-44487).")
+	fs.StringVar(&cfg.certMode, "cert-mode", certModeFiles, `Where the serving certificate comes from: "files" (--webhook-cert-dir, e.g. a Secret written by cert-manager) or "self-managed" (the webhook issues and renews it, keeping it in --cert-secret).`)
+	fs.StringVar(&cfg.certSecret, "cert-secret", "daemonset-guard-system/daemonset-guard-tls", "Self-managed mode: namespace/name of the Secret that holds the CA and the serving certificate.")
+	fs.StringVar(&cfg.webhookService, "webhook-service", "daemonset-guard-system/daemonset-guard", "Self-managed mode: namespace/name of the Service the API server calls; the certificate is issued for its DNS names.")
+	fs.StringVar(&cfg.webhookConfiguration, "webhook-configuration", "daemonset-guard", "Self-managed mode: name of the mutating and validating webhook configurations whose caBundle the webhook keeps current.")
 	cfg.zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
 	if fs.NArg() > 0 {
 		return config{}, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if cfg.certMode != certModeFiles && cfg.certMode != certModeSelfManaged {
+		return config{}, fmt.Errorf("--cert-mode must be %q or %q, not %q", certModeFiles, certModeSelfManaged, cfg.certMode)
+	}
+	for _, f := range []struct{ name, value string }{{"--cert-secret", cfg.certSecret}, {"--webhook-service", cfg.webhookService}} {
+		if ns, name, ok := strings.Cut(f.value, "/"); !ok || ns == "" || name == "" {
+			return config{}, fmt.Errorf("%s must be namespace/name, not %q", f.name, f.value)
+		}
 	}
 	return cfg, nil
 }

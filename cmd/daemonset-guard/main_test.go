@@ -34,6 +34,16 @@ func TestParseFlags(t *testing.T) {
 			t.Errorf("error = %v", err)
 		}
 	})
+	t.Run("rejects an unknown certificate mode", func(t *testing.T) {
+		if _, err := parseFlags([]string{"--cert-mode=magic"}); err == nil || !strings.Contains(err.Error(), `--cert-mode must be "files" or "self-managed", not "magic"`) {
+			t.Errorf("error = %v", err)
+		}
+	})
+	t.Run("rejects a Secret reference without namespace", func(t *testing.T) {
+		if _, err := parseFlags([]string{"--cert-secret=tls"}); err == nil || !strings.Contains(err.Error(), `--cert-secret must be namespace/name, not "tls"`) {
+			t.Errorf("error = %v", err)
+		}
+	})
 	t.Run("rejects stray arguments", func(t *testing.T) {
 		if _, err := parseFlags([]string{"serve"}); err == nil || !strings.Contains(err.Error(), "unexpected arguments") {
 			t.Errorf("error = %v", err)

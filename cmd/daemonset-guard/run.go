@@ -4,7 +4,13 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"net/http"
 	"path/filepath"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -15,6 +21,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	"github.com/daemonset-guard/daemonset-guard/certs"
 	"github.com/daemonset-guard/daemonset-guard/webhook"
 )
 
@@ -24,19 +31,22 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
+	var selfManaged *certs.SelfManaged
+	if cfg.certMode == certModeSelfManaged {
+		if selfManaged, err = newSelfManaged(restConfig, cfg); err != nil {
+			return err
+		}
+		// The server starts with a valid certificate or not at all.
+		if err := selfManaged.SyncUntilValid(ctx); err != nil {
+			return err
+		}
+	}
 	// Loading the certificate here, not when the server starts, turns a
 	// missing or broken certificate into an error that names the directory.
-	certs, err := certwatcher.New(filepath.Join(cfg.webhookCertDir, "tls.crt"), filepath.Join(cfg.webhookCertDir, "tls.key"))
+	watcher, err := certwatcher.New(filepath.Join(cfg.webhookCertDir, "tls.crt"), filepath.Join(cfg.webhookCertDir, "tls.key"))
 	if err != nil {
 		return fmt.Errorf("loading the serving certificate from --webhook-cert-dir %s: %w", cfg.webhookCertDir, err)
 	}
-	tlsOpts := []func(*tls.Config){func(c *tls.Config) {
-		c.MinVersion = tls.VersionTLS12
-		c.GetCertificate = certs.GetCertificate
-		if !cfg.enableHTTP2 {
-			c.NextProtos = []string{"http/1.1"}
-		}
-	}}
 
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Cache:                  webhook.CacheOptions(),
@@ -46,15 +56,23 @@ func run(ctx context.Context, cfg config) error {
 		LeaderElection: false,
 		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
 			Port:    cfg.webhookPort,
-			CertDir: cfg.webhookCertDir,
-			TLSOpts: tlsOpts,
+			TLSOpts: servingTLS(watcher, cfg.enableHTTP2),
 		}),
 	})
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
-	if err := mgr.Add(certs); err != nil {
+	if err := mgr.Add(watcher); err != nil {
 		return fmt.Errorf("adding the certificate watcher: %w", err)
+	}
+	if selfManaged != nil {
+		if err := mgr.Add(selfManaged); err != nil {
+			return fmt.Errorf("adding the certificate renewal: %w", err)
+		}
+	}
+	validCert := certs.ServingCertificateValid(watcher.GetCertificate, time.Now)
+	if err := mgr.AddReadyzCheck("serving-certificate", func(*http.Request) error { return validCert() }); err != nil {
+		return fmt.Errorf("adding the certificate readiness check: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return fmt.Errorf("adding the health check: %w", err)
@@ -63,6 +81,35 @@ func run(ctx context.Context, cfg config) error {
 		return err
 	}
 	return mgr.Start(ctx)
+}
+
+// servingTLS serves TLS 1.2 or newer with the watcher's current certificate,
+// and HTTP/1.1 only unless HTTP/2 is enabled.
+func servingTLS(watcher *certwatcher.CertWatcher, enableHTTP2 bool) []func(*tls.Config) {
+	return []func(*tls.Config){func(c *tls.Config) {
+		c.MinVersion = tls.VersionTLS12
+		c.GetCertificate = watcher.GetCertificate
+		if !enableHTTP2 {
+			c.NextProtos = []string{"http/1.1"}
+		}
+	}}
+}
+
+func newSelfManaged(restConfig *rest.Config, cfg config) (*certs.SelfManaged, error) {
+	client, err := kubernetes.NewForConfig(restConfig)
+	if err != nil {
+		return nil, fmt.Errorf("creating the API client: %w", err)
+	}
+	secretNS, secretName, _ := strings.Cut(cfg.certSecret, "/")
+	serviceNS, serviceName, _ := strings.Cut(cfg.webhookService, "/")
+	return &certs.SelfManaged{
+		Client:               client,
+		Secret:               types.NamespacedName{Namespace: secretNS, Name: secretName},
+		DNSNames:             []string{serviceName + "." + serviceNS + ".svc", serviceName + "." + serviceNS + ".svc.cluster.local"},
+		WebhookConfiguration: cfg.webhookConfiguration,
+		Dir:                  cfg.webhookCertDir,
+		Log:                  ctrl.Log.WithName("certs"),
+	}, nil
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"github.com/daemonset-guard/daemonset-guard/certs"
+)
+
+// startServer serves a trivial handler with run()'s TLS setup and a
+// certificate watcher on dir, as the webhook does.
+func startServer(t *testing.T, dir string, enableHTTP2 bool) (addr string) {
+	t.Helper()
+	watcher, err := certwatcher.New(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	server := ctrlwebhook.NewServer(ctrlwebhook.Options{Host: "127.0.0.1", Port: port, TLSOpts: servingTLS(watcher, enableHTTP2)})
+	server.Register("/ping", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := watcher.Start(ctx); err != nil {
+			t.Errorf("certificate watcher: %v", err)
+		}
+	})
+	wg.Go(func() {
+		if err := server.Start(ctx); err != nil {
+			t.Errorf("server: %v", err)
+		}
+	})
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	addr = fmt.Sprintf("127.0.0.1:%d", port)
+	NewWithT(t).Eventually(func() error {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}, 10*time.Second, 20*time.Millisecond).Should(Succeed(), "the server should listen")
+	return addr
+}
+
+func issue(t *testing.T, ca *certs.KeyPair, dir string) *certs.KeyPair {
+	t.Helper()
+	serving, err := ca.Serving([]string{"localhost"}, []string{"127.0.0.1"}, time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := serving.WriteFiles(dir); err != nil {
+		t.Fatal(err)
+	}
+	return serving
+}
+
+func TestCertificateRotationUnderLoadFailsNoRequest(t *testing.T) {
+	g := NewWithT(t)
+	ca, err := certs.NewCA("test-ca", time.Now(), time.Hour)
+	g.Expect(err).NotTo(HaveOccurred())
+	dir := t.TempDir()
+	first := issue(t, ca, dir)
+	addr := startServer(t, dir, false)
+
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(ca.CertPEM)
+	// A new connection for every request, so each one is a fresh handshake
+	// that must find a whole, valid certificate.
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DisableKeepAlives: true,
+		TLSClientConfig:   &tls.Config{RootCAs: roots, ServerName: "localhost"},
+	}}
+	serialSeen := func() (string, error) {
+		resp, err := client.Get("https://" + addr + "/ping")
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			return "", fmt.Errorf("status %s", resp.Status)
+		}
+		return resp.TLS.PeerCertificates[0].SerialNumber.String(), nil
+	}
+
+	var requests, failures atomic.Int64
+	var firstFailure atomic.Value
+	stop := make(chan struct{})
+	var load sync.WaitGroup
+	for range 8 {
+		load.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				requests.Add(1)
+				if _, err := serialSeen(); err != nil {
+					failures.Add(1)
+					firstFailure.CompareAndSwap(nil, err.Error())
+				}
+			}
+		})
+	}
+
+	// Let the load run on the first certificate, then rotate three times.
+	g.Eventually(requests.Load, 5*time.Second, 10*time.Millisecond).Should(BeNumerically(">", 50))
+	var last *certs.KeyPair
+	for range 3 {
+		last = issue(t, ca, dir)
+		rotated := requests.Load()
+		g.Eventually(requests.Load, 5*time.Second, 10*time.Millisecond).Should(BeNumerically(">", rotated+50), "requests go on after a rotation")
+	}
+	g.Eventually(serialSeen, 15*time.Second, 50*time.Millisecond).Should(Equal(last.Cert.SerialNumber.String()),
+		"new connections should see the newest certificate")
+	close(stop)
+	load.Wait()
+	g.Expect(failures.Load()).To(BeZero(), "failed requests out of %d, the first: %v", requests.Load(), firstFailure.Load())
+	g.Expect(last.Cert.SerialNumber).NotTo(Equal(first.Cert.SerialNumber))
+}
+
+func TestServingTLSRefusesOldTLSAndHTTP2ByDefault(t *testing.T) {
+	g := NewWithT(t)
+	ca, err := certs.NewCA("test-ca", time.Now(), time.Hour)
+	g.Expect(err).NotTo(HaveOccurred())
+	dir := t.TempDir()
+	issue(t, ca, dir)
+	addr := startServer(t, dir, false)
+
+	_, err = tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS11})
+	g.Expect(err).To(HaveOccurred(), "TLS 1.1 must be refused")
+
+	conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2", "http/1.1"}})
+	g.Expect(err).NotTo(HaveOccurred())
+	defer conn.Close()
+	g.Expect(conn.ConnectionState().NegotiatedProtocol).To(Equal("http/1.1"), "HTTP/2 is off unless --enable-http2")
+}
