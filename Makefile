@@ -16,6 +16,14 @@ CLUSTER_TOOLS := $(CONTROL_PLANE) $(BIN)/kube-controller-manager $(BIN)/kube-sch
 KWOK_MOD      := $(TOOLS_MOD)/kwok
 CLUSTER_STATE := $(CURDIR)/.cluster
 
+# The container image, and the overlay `make deploy` applies.
+IMG            ?= ghcr.io/daemonset-guard/daemonset-guard:v0.1.0
+CONTAINER_TOOL ?= docker
+OVERLAY        ?= cert-manager
+KIND           ?= kind
+KIND_CLUSTER   ?= daemonset-guard-e2e
+CERT_MANAGER_VERSION = $(shell $(GO) list -m -f '{{.Version}}' github.com/cert-manager/cert-manager)
+
 # Where `make run` finds its cluster, certificate and policy.
 KUBECONFIG      ?= $(HOME)/.kube/config
 CERT_DIR        ?= /tmp/k8s-webhook-server/serving-certs
@@ -26,14 +34,14 @@ RUN_ARGS        ?=
 
 .PHONY: help
 help: ## Show the targets.
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
 build: ## Build bin/daemonset-guard.
 	$(GO) build -o $(BIN)/daemonset-guard ./cmd/daemonset-guard
 
 .PHONY: run
-run: build ## Run the webhook against $KUBECONFIG with certificates from $CERT_DIR.
+run: build ## Run the webhook against KUBECONFIG with certificates from CERT_DIR.
 	$(BIN)/daemonset-guard --kubeconfig $(KUBECONFIG) --webhook-cert-dir $(CERT_DIR) \
 		$(if $(POLICY_FILE),--policy-file $(POLICY_FILE)) --zap-devel $(RUN_ARGS)
 
@@ -79,7 +87,7 @@ cluster-up: cluster-tools build localwebhook ## Start the local cluster (kwok, 2
 	e2e/local-cluster.sh up
 
 .PHONY: test-e2e
-test-e2e: ## Run the e2e suite against $$KUBECONFIG, where daemonset-guard must be registered.
+test-e2e: ## Run the e2e suite against KUBECONFIG, where daemonset-guard must be registered.
 	$(GO) test -tags e2e -count=1 -timeout 20m -v ./e2e/
 
 .PHONY: test-e2e-local
@@ -93,6 +101,18 @@ test-e2e-local: cluster-up ## Start the local cluster, run the e2e suite on it, 
 demo: cluster-tools build localwebhook ## Start the local cluster with the demo policy and walk through daemonset-guard; leaves it running.
 	POLICY_FILE=e2e/testdata/demo-policy.yaml e2e/local-cluster.sh up
 	e2e/demo.sh
+
+.PHONY: docker-build
+docker-build: ## Build the image IMG (needs a container engine, which the CI machines lack).
+	$(CONTAINER_TOOL) build -t $(IMG) .
+
+.PHONY: deploy
+deploy: $(BIN)/kubectl ## Apply manifests/overlays/OVERLAY (cert-manager, the default, or self-managed) to KUBECONFIG.
+	$(BIN)/kubectl apply -k manifests/overlays/$(OVERLAY)
+
+.PHONY: test-e2e-kind
+test-e2e-kind: $(BIN)/kubectl ## Run the e2e suite on kind: cluster, image, cert-manager, manifests (needs Docker, kind, network).
+	KIND=$(KIND) KIND_CLUSTER=$(KIND_CLUSTER) KUBECTL=$(BIN)/kubectl CERT_MANAGER_VERSION=$(CERT_MANAGER_VERSION) e2e/kind/run.sh
 
 .PHONY: cluster-down
 cluster-down: ## Stop every process of the local cluster and the webhook.

@@ -54,9 +54,14 @@ func TestOverlaysPassServerSideDryRun(t *testing.T) {
 		t.Fatalf("%v: %s", err, out)
 	}
 
-	for _, overlay := range []string{"cert-manager", "self-managed"} {
-		t.Run(overlay, func(t *testing.T) {
-			built, err := kubectl("", "kustomize", filepath.Join(root, "manifests", "overlays", overlay))
+	for name, dir := range map[string]string{
+		"cert-manager": filepath.Join(root, "manifests", "overlays", "cert-manager"),
+		"self-managed": filepath.Join(root, "manifests", "overlays", "self-managed"),
+		// What make test-e2e-kind deploys, kept correct where kind cannot run.
+		"e2e-kind": filepath.Join(root, "e2e", "testdata"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			built, err := kubectl("", "kustomize", dir)
 			if err != nil {
 				t.Fatalf("kubectl kustomize: %v\n%s", err, built)
 			}
