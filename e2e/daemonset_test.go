@@ -117,7 +117,7 @@ func TestRequiredNodeAffinityPredictionEqualsTheController(t *testing.T) {
 func TestDaemonSetTargetingNoNodeIsReportedWithReasons(t *testing.T) {
 	c := connect(t)
 	ns := c.namespace(t, "e2e-nowhere")
-	c.warnings.take()
+	c.warnings.Take()
 	_, err := c.client.AppsV1().DaemonSets(ns).Create(context.Background(), daemonSet(ns, "nvme-agent", "registry.k8s.io/pause:3.10", func(ds *appsv1.DaemonSet) {
 		ds.Spec.Template.Spec.NodeSelector = map[string]string{"disktype": "nvme"}
 	}), metav1.CreateOptions{})
@@ -127,7 +127,7 @@ func TestDaemonSetTargetingNoNodeIsReportedWithReasons(t *testing.T) {
 		g.Expect(err.Error()).To(MatchRegexp(`\[targets-nodes\] the DaemonSet would run on no node: 0 of \d+ nodes: \d+ lack label disktype=nvme`))
 		return
 	}
-	g.Expect(c.warnings.take()).To(ContainElement(MatchRegexp(`^\[targets-nodes\] spec.template.spec: the DaemonSet would run on no node: 0 of \d+ nodes: \d+ lack label disktype=nvme`)))
+	g.Expect(c.warnings.Take()).To(ContainElement(MatchRegexp(`^\[targets-nodes\] spec.template.spec: the DaemonSet would run on no node: 0 of \d+ nodes: \d+ lack label disktype=nvme`)))
 }
 
 func TestRollingUpdateObeysTheInjectedMaxUnavailable(t *testing.T) {

@@ -23,7 +23,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -35,33 +34,14 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/daemonset-guard/daemonset-guard/internal/testenv"
 )
 
 // cluster is the connection to the cluster under test.
 type cluster struct {
 	client   kubernetes.Interface
-	warnings *warningLog
-}
-
-// warningLog keeps the warnings the API server relays from the webhook.
-type warningLog struct {
-	mu   sync.Mutex
-	seen []string
-}
-
-func (w *warningLog) HandleWarningHeader(_ int, _ string, text string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.seen = append(w.seen, text)
-}
-
-// take returns the warnings since the last call.
-func (w *warningLog) take() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := w.seen
-	w.seen = nil
-	return out
+	warnings *testenv.Warnings
 }
 
 func connect(t *testing.T) *cluster {
@@ -74,7 +54,7 @@ func connect(t *testing.T) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &warningLog{}
+	w := &testenv.Warnings{}
 	cfg = rest.CopyConfig(cfg)
 	cfg.WarningHandler = w
 	return &cluster{client: kubernetes.NewForConfigOrDie(cfg), warnings: w}
@@ -167,12 +147,12 @@ func predicted(t *testing.T, warnings []string) int {
 // create creates the DaemonSet and returns it with the webhook's prediction.
 func (c *cluster) create(t *testing.T, ds *appsv1.DaemonSet) (*appsv1.DaemonSet, int) {
 	t.Helper()
-	c.warnings.take()
+	c.warnings.Take()
 	created, err := c.client.AppsV1().DaemonSets(ds.Namespace).Create(context.Background(), ds, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("creating DaemonSet %s: %v", ds.Name, err)
 	}
-	return created, predicted(t, c.warnings.take())
+	return created, predicted(t, c.warnings.Take())
 }
 
 // predict asks the webhook, by a dry-run create, how many nodes the
@@ -182,11 +162,11 @@ func (c *cluster) predict(t *testing.T, ds *appsv1.DaemonSet) int {
 	probe := ds.DeepCopy()
 	probe.Name += "-probe"
 	probe.ResourceVersion, probe.UID = "", ""
-	c.warnings.take()
+	c.warnings.Take()
 	if _, err := c.client.AppsV1().DaemonSets(ds.Namespace).Create(context.Background(), probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
 		t.Fatalf("dry-run create of %s: %v", probe.Name, err)
 	}
-	return predicted(t, c.warnings.take())
+	return predicted(t, c.warnings.Take())
 }
 
 // settled waits until the controller has placed and readied want pods.

@@ -3,35 +3,24 @@ package webhook_test
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr/testr"
 	. "github.com/onsi/gomega"
-	"github.com/prometheus/client_golang/prometheus"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	ctrl "sigs.k8s.io/controller-runtime"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/yaml"
 
 	"github.com/daemonset-guard/daemonset-guard/internal/fixture"
 	"github.com/daemonset-guard/daemonset-guard/internal/testenv"
-	"github.com/daemonset-guard/daemonset-guard/webhook"
 	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
 )
 
@@ -39,80 +28,16 @@ import (
 // kube-apiserver and etcd (built by `make test` into bin/), registered with
 // the webhook configurations of manifests/base.
 
-// warnings collects the warnings the API server relays from the webhook.
-type warnings struct {
-	mu   sync.Mutex
-	seen []string
-}
-
-func (w *warnings) HandleWarningHeader(_ int, _ string, text string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.seen = append(w.seen, text)
-}
-
-func (w *warnings) take() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := w.seen
-	w.seen = nil
-	return out
-}
-
 type cluster struct {
-	client     kubernetes.Interface
-	warnings   *warnings
+	*testenv.Webhook
 	policyFile string
-	readyz     string
 }
 
 func startCluster(t *testing.T) *cluster {
 	t.Helper()
-	cfg, wio := testenv.Start(t, "")
-
 	policyFile := filepath.Join(t.TempDir(), "policy.yaml")
 	writePolicy(t, policyFile, policy.Warn)
-	probe := freeAddress(t)
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Cache:                  webhook.CacheOptions(),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: probe,
-		WebhookServer:          ctrlwebhook.NewServer(ctrlwebhook.Options{Host: wio.LocalServingHost, Port: wio.LocalServingPort, CertDir: wio.LocalServingCertDir}),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := webhook.Setup(ctx, mgr, webhook.Options{PolicyFile: policyFile, Log: testr.New(t), Registerer: prometheus.NewRegistry()}); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	})
-
-	w := &warnings{}
-	clientCfg := rest.CopyConfig(cfg)
-	clientCfg.WarningHandler = w
-	c := &cluster{client: kubernetes.NewForConfigOrDie(clientCfg), warnings: w, policyFile: policyFile, readyz: "http://" + probe + "/readyz"}
-	NewWithT(t).Eventually(c.ready, 30*time.Second, 100*time.Millisecond).Should(Succeed(), "the webhook should become ready")
-	return c
-}
-
-func (c *cluster) ready() error {
-	resp, err := http.Get(c.readyz)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("readyz answered %s", resp.Status)
-	}
-	return nil
+	return &cluster{Webhook: testenv.StartWebhook(t, policyFile), policyFile: policyFile}
 }
 
 // writePolicy writes the README's policy with the given targets-nodes action.
@@ -136,16 +61,6 @@ func writePolicy(t *testing.T, path string, targetsNodes policy.Action) {
 	}
 }
 
-func freeAddress(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func TestThroughTheAPIServer(t *testing.T) {
 	c := startCluster(t)
 	ctx := context.Background()
@@ -156,18 +71,18 @@ func TestThroughTheAPIServer(t *testing.T) {
 		fixture.Node("ssd-2", []string{"disktype", "ssd"}),
 		fixture.Node("hdd-1", []string{"disktype", "hdd"}),
 	} {
-		created, err := c.client.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{})
+		created, err := c.Client.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{})
 		g.Expect(err).NotTo(HaveOccurred())
 		// The API server taints every new node not-ready:NoSchedule, which
 		// daemon pods do not tolerate; with no kubelet and no node lifecycle
 		// controller here, play their part and mark the node ready.
 		created.Spec.Taints = slices.DeleteFunc(created.Spec.Taints, func(t corev1.Taint) bool { return t.Key == corev1.TaintNodeNotReady })
-		_, err = c.client.CoreV1().Nodes().Update(ctx, created, metav1.UpdateOptions{})
+		_, err = c.Client.CoreV1().Nodes().Update(ctx, created, metav1.UpdateOptions{})
 		g.Expect(err).NotTo(HaveOccurred())
 	}
-	_, err := c.client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "logging"}}, metav1.CreateOptions{})
+	_, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "logging"}}, metav1.CreateOptions{})
 	g.Expect(err).NotTo(HaveOccurred())
-	dsClient := c.client.AppsV1().DaemonSets("logging")
+	dsClient := c.Client.AppsV1().DaemonSets("logging")
 	// The fixture is shaped like an admission request; a client sends it
 	// without the defaults and lets the API server add them.
 	newDaemonSet := func(name string, change ...func(*appsv1.DaemonSet)) *appsv1.DaemonSet {
@@ -179,7 +94,7 @@ func TestThroughTheAPIServer(t *testing.T) {
 	g.Eventually(func() []string {
 		_, err := dsClient.Create(ctx, newDaemonSet("probe"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		g.Expect(err).NotTo(HaveOccurred())
-		return c.warnings.take()
+		return c.Warnings.Take()
 	}, 10*time.Second, 100*time.Millisecond).Should(BeEmpty(), "the webhook should see the nodes")
 
 	t.Run("a created DaemonSet comes back with the injected tolerations and rollout strategy", func(t *testing.T) {
@@ -244,21 +159,21 @@ func TestThroughTheAPIServer(t *testing.T) {
 		g := NewWithT(t)
 		_, err := dsClient.Create(ctx, newDaemonSet("nvme-agent", withNodeSelector("disktype", "nvme")), metav1.CreateOptions{})
 		g.Expect(err).NotTo(HaveOccurred())
-		g.Expect(c.warnings.take()).To(ConsistOf(
+		g.Expect(c.Warnings.Take()).To(ConsistOf(
 			"[targets-nodes] spec.template.spec: the DaemonSet would run on no node: 0 of 4 nodes: 4 lack label disktype=nvme"))
 	})
 
 	t.Run("a node relabelled after start is seen by the next request", func(t *testing.T) {
 		g := NewWithT(t)
-		node, err := c.client.CoreV1().Nodes().Get(ctx, "hdd-1", metav1.GetOptions{})
+		node, err := c.Client.CoreV1().Nodes().Get(ctx, "hdd-1", metav1.GetOptions{})
 		g.Expect(err).NotTo(HaveOccurred())
 		node.Labels["disktype"] = "nvme"
-		_, err = c.client.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{})
+		_, err = c.Client.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{})
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Eventually(func() []string {
 			_, err := dsClient.Create(ctx, newDaemonSet("nvme-agent-2", withNodeSelector("disktype", "nvme")), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 			g.Expect(err).NotTo(HaveOccurred())
-			return c.warnings.take()
+			return c.Warnings.Take()
 		}, 5*time.Second, 50*time.Millisecond).Should(BeEmpty(), "hdd-1 now has disktype=nvme")
 	})
 
@@ -283,18 +198,18 @@ func TestThroughTheAPIServer(t *testing.T) {
 		g.Expect(err).To(MatchError(ContainSubstring("[targets-nodes]")), "changing placement to no node is denied")
 		ds.Labels = map[string]string{"team": "storage"}
 		ds.Spec.Template.Spec.NodeSelector = map[string]string{"disktype": "nvme"}
-		node, err := c.client.CoreV1().Nodes().Get(ctx, "hdd-1", metav1.GetOptions{})
+		node, err := c.Client.CoreV1().Nodes().Get(ctx, "hdd-1", metav1.GetOptions{})
 		g.Expect(err).NotTo(HaveOccurred())
 		node.Labels["disktype"] = "hdd"
-		_, err = c.client.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{})
+		_, err = c.Client.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{})
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Eventually(func() []string {
 			_, err := dsClient.Update(ctx, ds, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}})
 			g.Expect(err).NotTo(HaveOccurred(), "a label change must not be refused because no node matches today")
-			return c.warnings.take()
+			return c.Warnings.Take()
 		}, 5*time.Second, 50*time.Millisecond).Should(ContainElement(ContainSubstring("would run on no node")))
 	})
-	g.Expect(strings.Join(c.warnings.take(), "\n")).To(BeEmpty(), "no warning should be left unchecked")
+	g.Expect(strings.Join(c.Warnings.Take(), "\n")).To(BeEmpty(), "no warning should be left unchecked")
 }
 
 func withNodeSelector(key, value string) func(*appsv1.DaemonSet) {

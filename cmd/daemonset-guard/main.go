@@ -1,4 +1,9 @@
-// Command daemonset-guard serves the daemonset-guard admission webhooks.
+// Command daemonset-guard serves the daemonset-guard admission webhooks, and
+// gives their answers offline:
+//
+//	daemonset-guard [flags]          serve the webhooks
+//	daemonset-guard check [flags]    what admission would do to DaemonSet files
+//	daemonset-guard audit [flags]    what it would say of a cluster's DaemonSets
 package main
 
 import (
@@ -13,6 +18,14 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "check":
+			os.Exit(runCheck(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
+		case "audit":
+			os.Exit(runAudit(os.Args[2:], os.Stdout, os.Stderr))
+		}
+	}
 	cfg, err := parseFlags(os.Args[1:])
 	if errors.Is(err, flag.ErrHelp) {
 		return

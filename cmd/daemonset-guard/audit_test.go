@@ -1,0 +1,96 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/daemonset-guard/daemonset-guard/internal/fixture"
+	"github.com/daemonset-guard/daemonset-guard/internal/testenv"
+)
+
+func TestAuditReportsVerdictsAndLiveHealth(t *testing.T) {
+	g := NewWithT(t)
+	env := testenv.StartEnvironment(t, &envtest.Environment{})
+	user, err := env.AddUser(envtest.User{Name: "auditor", Groups: []string{"system:masters"}}, nil)
+	g.Expect(err).NotTo(HaveOccurred())
+	kubeconfigData, err := user.KubeConfig()
+	g.Expect(err).NotTo(HaveOccurred())
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	g.Expect(os.WriteFile(kubeconfig, kubeconfigData, 0o600)).To(Succeed())
+	client := kubernetes.NewForConfigOrDie(env.Config)
+	ctx := context.Background()
+
+	for _, n := range []*corev1.Node{
+		fixture.Node("ssd-1", []string{"disktype", "ssd"}), fixture.Node("ssd-2", []string{"disktype", "ssd"}),
+		fixture.Node("hdd-1", []string{"disktype", "hdd"}), fixture.Node("hdd-2", []string{"disktype", "hdd"}),
+	} {
+		_, err := client.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+	}
+	_, err = client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "logging"}}, metav1.CreateOptions{})
+	g.Expect(err).NotTo(HaveOccurred())
+	// There is no controller here: write the status it would write.
+	create := func(ds *appsv1.DaemonSet, status appsv1.DaemonSetStatus) {
+		t.Helper()
+		created, err := client.AppsV1().DaemonSets("logging").Create(ctx, ds, metav1.CreateOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+		status.ObservedGeneration = created.Generation
+		created.Status = status
+		_, err = client.AppsV1().DaemonSets("logging").UpdateStatus(ctx, created, metav1.UpdateOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+	}
+	create(fixture.DaemonSet("stuck", func(ds *appsv1.DaemonSet) {
+		ds.Spec.Template.Spec.Tolerations = []corev1.Toleration{{Operator: corev1.TolerationOpExists}}
+		ds.Spec.UpdateStrategy.RollingUpdate.MaxUnavailable = ptr.To(intstr.FromInt32(1))
+	}), appsv1.DaemonSetStatus{DesiredNumberScheduled: 4, CurrentNumberScheduled: 4, NumberReady: 3, UpdatedNumberScheduled: 2, NumberUnavailable: 1})
+	create(fixture.DaemonSet("nowhere", func(ds *appsv1.DaemonSet) {
+		ds.Spec.Template.Spec.NodeSelector = map[string]string{"disktype": "nvme"}
+	}), appsv1.DaemonSetStatus{DesiredNumberScheduled: 1, CurrentNumberScheduled: 1, NumberMisscheduled: 1})
+
+	var out, errOut bytes.Buffer
+	code := runAudit([]string{"--kubeconfig", kubeconfig, "-n", "logging", "-o", "json"}, &out, &errOut)
+	g.Expect(code).To(Equal(exitAdmitted), "the built-in policy only warns about placement: %s", errOut.String())
+	var report AuditReport
+	g.Expect(json.Unmarshal(out.Bytes(), &report)).To(Succeed())
+	g.Expect(report.Results).To(HaveLen(2))
+	byName := map[string]AuditResult{}
+	for _, r := range report.Results {
+		byName[r.Name] = r
+	}
+	g.Expect(byName["stuck"].Health.Predicted).To(Equal(4), "tolerating everything, it runs on all four nodes")
+	g.Expect(byName["stuck"].Health.Problems).To(ConsistOf("the rollout waits at its maxUnavailable limit: 2 of 4 pods updated, 1 unavailable"))
+	g.Expect(byName["nowhere"].Health.Problems).To(ConsistOf(
+		"the controller wants 1 pods, daemonset-guard predicts 0",
+		"1 pods run on nodes that should not run them",
+	))
+	g.Expect(byName["nowhere"].Findings).To(ContainElement(HaveField("Message", ContainSubstring("would run on no node: 0 of 4 nodes"))))
+
+	out.Reset()
+	code = runAudit([]string{"--kubeconfig", kubeconfig, "-n", "logging", "--policy-file", readmePolicy}, &out, &errOut)
+	g.Expect(code).To(Equal(exitDenied), "the README's policy denies a DaemonSet that runs nowhere")
+	g.Expect(out.String()).To(ContainSubstring("logging/nowhere (cluster): denied"))
+	g.Expect(out.String()).To(ContainSubstring("health the rollout waits at its maxUnavailable limit"))
+}
+
+func TestAuditSaysTheClusterCannotBeReached(t *testing.T) {
+	g := NewWithT(t)
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	g.Expect(os.WriteFile(kubeconfig, []byte(unreachableKubeconfig), 0o600)).To(Succeed())
+	var out, errOut bytes.Buffer
+	g.Expect(runAudit([]string{"--kubeconfig", kubeconfig}, &out, &errOut)).To(Equal(exitUsage))
+	g.Expect(errOut.String()).To(ContainSubstring("daemonset-guard audit: listing nodes:"))
+	g.Expect(out.String()).To(BeEmpty())
+}

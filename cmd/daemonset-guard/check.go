@@ -1,0 +1,319 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	jsonpatch "github.com/evanphx/json-patch/v5"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
+
+	"github.com/daemonset-guard/daemonset-guard/webhook/inventory"
+	"github.com/daemonset-guard/daemonset-guard/webhook/offline"
+	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
+	"github.com/daemonset-guard/daemonset-guard/webhook/rules"
+)
+
+// Exit codes of check and audit.
+const (
+	exitAdmitted = 0
+	exitDenied   = 1
+	exitUsage    = 2
+)
+
+// CheckReport is the JSON and YAML output of check: stable, documented in
+// the README.
+type CheckReport struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	// NodesEvaluated is false when no nodes were given.
+	NodesEvaluated bool          `json:"nodesEvaluated"`
+	Results        []CheckResult `json:"results"`
+	// Skipped lists the objects that are not DaemonSets.
+	Skipped []string `json:"skipped,omitempty"`
+}
+
+// CheckResult is the answer for one DaemonSet.
+type CheckResult struct {
+	Source string `json:"source"`
+	offline.Result
+}
+
+// stringList is a repeatable flag.
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+func runCheck(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("daemonset-guard check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var files stringList
+	fs.Var(&files, "f", "DaemonSets to check: a file, a directory of .yaml/.yml/.json files, or - for standard input; repeatable.")
+	nodesFile := fs.String("nodes", "", "Nodes to place the DaemonSets on, as `kubectl get nodes -o yaml` prints them.")
+	kubeconfig := fs.String("kubeconfig", "", "Read the nodes from this cluster instead of --nodes.")
+	policyFile := fs.String("policy-file", "", "Policy to apply; empty uses the built-in policy.")
+	output := fs.String("o", "text", "Output format: text, json or yaml.")
+	patched := fs.String("patched", "", "Write the mutated DaemonSets (without the API server's defaults) to this file, - for standard output.")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: daemonset-guard check -f FILE|DIR|- [-f ...] [--nodes FILE | --kubeconfig FILE] [--policy-file FILE] [-o text|json|yaml] [--patched FILE]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	fail := func(err error) int {
+		fmt.Fprintln(stderr, "daemonset-guard check:", err)
+		return exitUsage
+	}
+	switch {
+	case len(files) == 0:
+		return fail(errors.New("no input: give -f FILE, -f DIR or -f -"))
+	case fs.NArg() > 0:
+		return fail(fmt.Errorf("unexpected arguments %v", fs.Args()))
+	case *output != "text" && *output != "json" && *output != "yaml":
+		return fail(fmt.Errorf("-o must be text, json or yaml, not %q", *output))
+	case *nodesFile != "" && *kubeconfig != "":
+		return fail(errors.New("give --nodes or --kubeconfig, not both"))
+	}
+
+	pol, err := loadPolicy(*policyFile)
+	if err != nil {
+		return fail(err)
+	}
+	nodes, err := loadNodes(*nodesFile, *kubeconfig, stdin)
+	if err != nil {
+		return fail(err)
+	}
+	docs, err := readDocuments(files, stdin)
+	if err != nil {
+		return fail(err)
+	}
+	report := CheckReport{APIVersion: policy.APIVersion, Kind: "CheckReport", NodesEvaluated: nodes != nil}
+	var patchedDocs [][]byte
+	for _, doc := range docs {
+		if doc.kind != "DaemonSet" {
+			report.Skipped = append(report.Skipped, fmt.Sprintf("%s: %s is not a DaemonSet", doc.source, doc.kind))
+			continue
+		}
+		ds, err := decodeDaemonSet(doc)
+		if err != nil {
+			return fail(err)
+		}
+		var view rules.Nodes
+		if nodes != nil {
+			view = nodes
+		}
+		res, err := offline.Evaluate(ds, pol, view)
+		if err != nil {
+			return fail(fmt.Errorf("%s: %w", doc.source, err))
+		}
+		report.Results = append(report.Results, CheckResult{Source: doc.source, Result: *res})
+		patchedDoc, err := patchedOrWritten(res, doc)
+		if err != nil {
+			return fail(err)
+		}
+		patchedDocs = append(patchedDocs, patchedDoc)
+	}
+
+	if *patched != "" {
+		if err := writePatched(*patched, patchedDocs, stdout); err != nil {
+			return fail(err)
+		}
+	}
+	if err := writeCheckReport(stdout, report, *output, isTerminal(stdout)); err != nil {
+		return fail(err)
+	}
+	for _, r := range report.Results {
+		if r.Verdict == offline.Denied {
+			return exitDenied
+		}
+	}
+	return exitAdmitted
+}
+
+func decodeDaemonSet(doc document) (*appsv1.DaemonSet, error) {
+	ds := &appsv1.DaemonSet{}
+	if err := decodeStrict(doc, ds); err != nil {
+		return nil, err
+	}
+	if ds.APIVersion != "apps/v1" {
+		return nil, badInput("%s: DaemonSet %s has apiVersion %q; daemonset-guard checks apps/v1", doc.source, ds.Name, ds.APIVersion)
+	}
+	if ds.Namespace == "" {
+		ds.Namespace = metav1.NamespaceDefault
+	}
+	return ds, nil
+}
+
+// patchedOrWritten merges the mutation into the document as written, so
+// that it gains what admission would add and none of the API's defaults.
+func patchedOrWritten(res *offline.Result, doc document) ([]byte, error) {
+	if res.MergePatch == nil {
+		return doc.raw, nil
+	}
+	patched, err := jsonpatch.MergePatch(doc.raw, res.MergePatch)
+	if err != nil {
+		return nil, fmt.Errorf("%s: merging the mutation: %w", doc.source, err)
+	}
+	return patched, nil
+}
+
+func loadPolicy(path string) (*policy.Policy, error) {
+	if path == "" {
+		return policy.Default(), nil
+	}
+	return policy.Load(path)
+}
+
+// loadNodes reads the nodes from a file or a cluster; nil means none given.
+func loadNodes(file, kubeconfig string, stdin io.Reader) (*inventory.Inventory, error) {
+	var nodes []*corev1.Node
+	switch {
+	case file != "":
+		docs, err := readDocuments([]string{file}, stdin)
+		if err != nil {
+			return nil, err
+		}
+		for _, doc := range docs {
+			if doc.kind != "Node" {
+				return nil, badInput("%s: %s in --nodes, where only Nodes belong", doc.source, doc.kind)
+			}
+			n := &corev1.Node{}
+			if err := json.Unmarshal(doc.raw, n); err != nil {
+				return nil, badInput("%s: %w", doc.source, err)
+			}
+			nodes = append(nodes, n)
+		}
+	case kubeconfig != "":
+		cfg, err := restConfig(kubeconfig)
+		if err != nil {
+			return nil, err
+		}
+		client, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return nil, err
+		}
+		list, err := client.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("listing nodes: %w", err)
+		}
+		return inventoryOf(list.Items), nil
+	default:
+		return nil, nil
+	}
+	return inventory.New(nodes...), nil
+}
+
+func inventoryOf(items []corev1.Node) *inventory.Inventory {
+	nodes := make([]*corev1.Node, len(items))
+	for i := range items {
+		nodes[i] = &items[i]
+	}
+	return inventory.New(nodes...)
+}
+
+func writePatched(path string, docs [][]byte, stdout io.Writer) error {
+	var out strings.Builder
+	for i, doc := range docs {
+		y, err := yaml.JSONToYAML(doc)
+		if err != nil {
+			return err
+		}
+		if i > 0 {
+			out.WriteString("---\n")
+		}
+		out.Write(y)
+	}
+	if path == "-" {
+		_, err := io.WriteString(stdout, out.String())
+		return err
+	}
+	return os.WriteFile(path, []byte(out.String()), 0o644)
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	info, err := f.Stat()
+	return err == nil && info.Mode()&os.ModeCharDevice != 0
+}
+
+// colours paint text on a terminal and leave it plain elsewhere.
+type colours bool
+
+func (c colours) paint(code, s string) string {
+	if !c {
+		return s
+	}
+	return "\x1b[" + code + "m" + s + "\x1b[0m"
+}
+
+func writeCheckReport(w io.Writer, report CheckReport, format string, terminal bool) error {
+	switch format {
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(report)
+	case "yaml":
+		data, err := yaml.Marshal(report)
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(data)
+		return err
+	}
+	c := colours(terminal)
+	var b strings.Builder
+	for _, skipped := range report.Skipped {
+		fmt.Fprintf(&b, "%s\n", c.paint("2", "skipped "+skipped))
+	}
+	for _, r := range report.Results {
+		writeResult(&b, c, r)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func writeResult(b *strings.Builder, c colours, r CheckResult) {
+	verdict := c.paint("32", r.Verdict)
+	if r.Verdict == offline.Denied {
+		verdict = c.paint("31", r.Verdict)
+	}
+	fmt.Fprintf(b, "%s/%s (%s): %s\n", r.Namespace, r.Name, r.Source, verdict)
+	if len(r.Patch) > 0 {
+		fmt.Fprintf(b, "  mutated by %s:\n", strings.Join(r.Mutations, ", "))
+		for _, op := range r.Patch {
+			value, _ := json.Marshal(op.Value)
+			switch op.Op {
+			case "add":
+				fmt.Fprintf(b, "    %s %s: %s\n", c.paint("32", "+"), op.Path, value)
+			case "replace":
+				fmt.Fprintf(b, "    %s %s: %s\n", c.paint("33", "~"), op.Path, value)
+			default:
+				fmt.Fprintf(b, "    %s %s\n", c.paint("31", "-"), op.Path)
+			}
+		}
+	}
+	for _, f := range r.Findings {
+		action := c.paint("33", "warn")
+		if f.Action == policy.Deny {
+			action = c.paint("31", "deny")
+		}
+		fmt.Fprintf(b, "  %s [%s] %s: %s\n", action, f.Rule, f.Field, f.Message)
+	}
+	if r.Coverage != nil {
+		fmt.Fprintf(b, "  nodes: would run on %s\n", r.Coverage)
+	}
+}

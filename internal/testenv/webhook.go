@@ -1,0 +1,111 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"github.com/daemonset-guard/daemonset-guard/webhook"
+)
+
+// Warnings keeps the warnings the API server relays from webhooks.
+type Warnings struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+// HandleWarningHeader implements rest.WarningHandler.
+func (w *Warnings) HandleWarningHeader(_ int, _ string, text string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.seen = append(w.seen, text)
+}
+
+// Take returns the warnings since the last call.
+func (w *Warnings) Take() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := w.seen
+	w.seen = nil
+	return out
+}
+
+// Webhook is daemonset-guard running in the test's process behind a real API
+// server, and a client of that API server that keeps its warnings.
+type Webhook struct {
+	Client   kubernetes.Interface
+	Warnings *Warnings
+	readyz   string
+}
+
+// StartWebhook starts a control plane and daemonset-guard with the policy
+// file, registered by the webhook configurations that ship, and waits until
+// the webhook is ready.
+func StartWebhook(t *testing.T, policyFile string) *Webhook {
+	t.Helper()
+	cfg, wio := Start(t, "")
+	probe := freeAddress(t)
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Cache:                  webhook.CacheOptions(),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: probe,
+		WebhookServer:          ctrlwebhook.NewServer(ctrlwebhook.Options{Host: wio.LocalServingHost, Port: wio.LocalServingPort, CertDir: wio.LocalServingCertDir}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := webhook.Setup(ctx, mgr, webhook.Options{PolicyFile: policyFile, Log: testr.New(t), Registerer: prometheus.NewRegistry()}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	})
+
+	w := &Warnings{}
+	clientCfg := rest.CopyConfig(cfg)
+	clientCfg.WarningHandler = w
+	wh := &Webhook{Client: kubernetes.NewForConfigOrDie(clientCfg), Warnings: w, readyz: "http://" + probe + "/readyz"}
+	NewWithT(t).Eventually(wh.ready, 30*time.Second, 100*time.Millisecond).Should(Succeed(), "the webhook should become ready")
+	return wh
+}
+
+func (wh *Webhook) ready() error {
+	resp, err := http.Get(wh.readyz)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("readyz answered %s", resp.Status)
+	}
+	return nil
+}
+
+func freeAddress(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}

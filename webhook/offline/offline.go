@@ -1,0 +1,129 @@
+// Package offline answers, without an API server, what admission would do
+// to a DaemonSet: it plays the API server's part (static defaulting before and
+// after mutating admission) around the very rules the webhooks run, so an
+// answer offline equals the answer at admission.
+package offline
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	jsonpatch "github.com/evanphx/json-patch/v5"
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	appsdefaults "k8s.io/kubernetes/pkg/apis/apps/v1"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/daemonset-guard/daemonset-guard/webhook/inventory"
+	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
+	"github.com/daemonset-guard/daemonset-guard/webhook/rules"
+)
+
+// Verdicts.
+const (
+	Admitted = "admitted"
+	Denied   = "denied"
+)
+
+// Result is what admission would do to one DaemonSet.
+type Result struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	// Verdict is "admitted" or "denied".
+	Verdict string `json:"verdict"`
+	// Findings are the validating webhook's denials and warnings.
+	Findings []Finding `json:"findings,omitempty"`
+	// Mutations names the mutation rules that changed the DaemonSet.
+	Mutations []string `json:"mutations,omitempty"`
+	// Patch is the mutating webhook's JSON patch, on the defaulted object.
+	Patch []PatchOperation `json:"patch,omitempty"`
+	// Coverage is where the mutated DaemonSet would run; nil without nodes.
+	Coverage *inventory.Coverage `json:"coverage,omitempty"`
+	// Admitted is the object as the API server would store it.
+	Admitted *appsv1.DaemonSet `json:"-"`
+	// MergePatch is the mutation as a JSON merge patch (RFC 7386): merged into
+	// the DaemonSet as written, it gives the mutated DaemonSet without the API
+	// server's defaults, which a GitOps repository can commit instead of
+	// relying on admission.
+	MergePatch []byte `json:"-"`
+}
+
+// Finding is a rule's finding with its field path as a string.
+type Finding struct {
+	Rule    string        `json:"rule"`
+	Action  policy.Action `json:"action"`
+	Field   string        `json:"field"`
+	Message string        `json:"message"`
+}
+
+// PatchOperation is one JSON patch operation.
+type PatchOperation struct {
+	Op    string `json:"op"`
+	Path  string `json:"path"`
+	Value any    `json:"value,omitempty"`
+}
+
+// Default applies the API server's static defaults for apps/v1 DaemonSets,
+// with the upstream defaulting functions.
+func Default(ds *appsv1.DaemonSet) {
+	appsdefaults.SetObjectDefaults_DaemonSet(ds)
+}
+
+// Evaluate runs admission for the creation of written, a DaemonSet as a user
+// wrote it: defaulting, the mutating webhook's rules, defaulting again, then
+// the validating webhook's rules on the final object. nodes may be nil.
+func Evaluate(written *appsv1.DaemonSet, pol *policy.Policy, nodes rules.Nodes) (*Result, error) {
+	defaulted := written.DeepCopy()
+	Default(defaulted)
+	mutated := defaulted.DeepCopy()
+	res := &Result{Namespace: written.Namespace, Name: written.Name, Verdict: Admitted}
+	res.Mutations = rules.Mutate(&rules.Input{Operation: rules.Create, Object: mutated, Policy: pol, Nodes: nodes})
+	// The API server defaults the object again after mutating admission.
+	Default(mutated)
+	res.Admitted = mutated
+
+	if !equality.Semantic.DeepEqual(defaulted, mutated) {
+		if err := res.addPatches(defaulted, mutated); err != nil {
+			return nil, err
+		}
+	}
+	for _, f := range rules.Validate(&rules.Input{Operation: rules.Create, Object: mutated, Policy: pol, Nodes: nodes}) {
+		res.Findings = append(res.Findings, Finding{Rule: f.Rule, Action: f.Action, Field: f.Field.String(), Message: f.Message})
+		if f.Action == policy.Deny {
+			res.Verdict = Denied
+		}
+	}
+	if nodes != nil && nodes.Synced() {
+		cov := nodes.Coverage(&mutated.Spec.Template.Spec)
+		res.Coverage = &cov
+	}
+	return res, nil
+}
+
+// addPatches records the mutation as the webhook's JSON patch (computed as
+// the webhook computes it) and as a merge patch.
+func (res *Result) addPatches(defaulted, mutated *appsv1.DaemonSet) error {
+	before, err := json.Marshal(defaulted)
+	if err != nil {
+		return err
+	}
+	after, err := json.Marshal(mutated)
+	if err != nil {
+		return err
+	}
+	resp := admission.PatchResponseFromRaw(before, after)
+	if resp.Result != nil && resp.Result.Code >= 400 {
+		return fmt.Errorf("computing the patch: %s", resp.Result.Message)
+	}
+	for _, op := range resp.Patches {
+		res.Patch = append(res.Patch, PatchOperation{Op: op.Operation, Path: op.Path, Value: op.Value})
+	}
+	// The patch library emits operations in map order; reports must be stable.
+	slices.SortFunc(res.Patch, func(a, b PatchOperation) int { return strings.Compare(a.Path, b.Path) })
+	if res.MergePatch, err = jsonpatch.CreateMergePatch(before, after); err != nil {
+		return fmt.Errorf("computing the merge patch: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,129 @@
+package offline_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/yaml"
+
+	"github.com/daemonset-guard/daemonset-guard/internal/testenv"
+	"github.com/daemonset-guard/daemonset-guard/webhook/inventory"
+	"github.com/daemonset-guard/daemonset-guard/webhook/offline"
+	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
+)
+
+var examplePolicy = filepath.Join("..", "policy", "testdata", "example.yaml")
+
+// decodeAll reads every document of a YAML file into values made by newItem.
+func decodeAll[T any](t *testing.T, path string) []*T {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := yaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	var out []*T
+	for {
+		v := new(T)
+		if err := dec.Decode(v); errors.Is(err, io.EOF) {
+			return out
+		} else if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		out = append(out, v)
+	}
+}
+
+func corpusNodes(t *testing.T) []*corev1.Node {
+	t.Helper()
+	lists := decodeAll[corev1.NodeList](t, filepath.Join("testdata", "nodes.yaml"))
+	var nodes []*corev1.Node
+	for i := range lists[0].Items {
+		nodes = append(nodes, &lists[0].Items[i])
+	}
+	return nodes
+}
+
+// TestOfflineAnswersEqualTheWebhookThroughTheAPIServer sends every DaemonSet
+// of the corpus to the running webhooks through a real API server and to the
+// offline check, with the same nodes and policy, and asserts the same
+// verdict, the same warnings and the same resulting object.
+func TestOfflineAnswersEqualTheWebhookThroughTheAPIServer(t *testing.T) {
+	wh := testenv.StartWebhook(t, examplePolicy)
+	ctx := context.Background()
+	g := NewWithT(t)
+	nodes := corpusNodes(t)
+	for _, n := range nodes {
+		created, err := wh.Client.CoreV1().Nodes().Create(ctx, n.DeepCopy(), metav1.CreateOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+		// No kubelet here: drop the not-ready taint the API server adds.
+		created.Spec.Taints = slices.DeleteFunc(created.Spec.Taints, func(t corev1.Taint) bool { return t.Key == corev1.TaintNodeNotReady })
+		_, err = wh.Client.CoreV1().Nodes().Update(ctx, created, metav1.UpdateOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+	}
+	for _, ns := range []string{"corpus", "monitoring"} {
+		_, err := wh.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+	}
+	pol, err := policy.Load(examplePolicy)
+	g.Expect(err).NotTo(HaveOccurred())
+	inv := inventory.New(nodes...)
+
+	corpus := decodeAll[appsv1.DaemonSet](t, filepath.Join("testdata", "corpus.yaml"))
+	g.Expect(len(corpus)).To(BeNumerically(">=", 30))
+	// The webhook's inventory follows the nodes through its informer.
+	g.Eventually(func() []string {
+		_, _ = wh.Client.AppsV1().DaemonSets("corpus").Create(ctx, corpus[0].DeepCopy(), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return wh.Warnings.Take()
+	}, 10*time.Second, 100*time.Millisecond).Should(BeEmpty())
+
+	denied := 0
+	for _, ds := range corpus {
+		t.Run(ds.Name, func(t *testing.T) {
+			g := NewWithT(t)
+			want, err := offline.Evaluate(ds, pol, inv)
+			g.Expect(err).NotTo(HaveOccurred())
+
+			wh.Warnings.Take()
+			got, err := wh.Client.AppsV1().DaemonSets(ds.Namespace).Create(ctx, ds.DeepCopy(), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+			var wantWarnings []string
+			for _, f := range want.Findings {
+				if f.Action == policy.Warn {
+					wantWarnings = append(wantWarnings, "["+f.Rule+"] "+f.Field+": "+f.Message)
+				}
+			}
+			g.Expect(wh.Warnings.Take()).To(Equal(wantWarnings), "the same warnings")
+			if want.Verdict == offline.Denied {
+				denied++
+				g.Expect(err).To(HaveOccurred(), "the webhook denies what the offline check denies")
+				for _, f := range want.Findings {
+					if f.Action == policy.Deny {
+						g.Expect(err.Error()).To(ContainSubstring(f.Field+": Forbidden: ["+f.Rule+"] "+f.Message), "the same denial")
+					}
+				}
+				return
+			}
+			g.Expect(err).NotTo(HaveOccurred(), "the webhook admits what the offline check admits")
+			g.Expect(equality.Semantic.DeepEqual(got.Spec, want.Admitted.Spec)).To(BeTrue(), "the same spec:\n webhook %+v\n offline %+v", got.Spec, want.Admitted.Spec)
+			// The API server's registry adds its own bookkeeping annotation.
+			delete(got.Annotations, appsv1.DeprecatedTemplateGeneration)
+			if len(got.Annotations) == 0 {
+				got.Annotations = nil
+			}
+			g.Expect(got.Annotations).To(Equal(want.Admitted.Annotations), "the same annotations")
+		})
+	}
+	g.Expect(denied).To(BeNumerically(">", 0), "the corpus exercises denials too")
+}
