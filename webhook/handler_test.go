@@ -16,7 +16,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/daemonset-guard/daemonset-guard/internal/fixture"
 	"github.com/daemonset-guard/daemonset-guard/webhook/inventory"
@@ -46,7 +45,8 @@ func newTestServer(t testing.TB, nodes ...*corev1.Node) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testServer{mutate: &admission.Webhook{Handler: m}, validate: &admission.Webhook{Handler: v}, metrics: metrics}
+	r := routes(m, v, DefaultRequestTimeout)
+	return &testServer{mutate: r[MutatePath], validate: r[ValidatePath], metrics: metrics}
 }
 
 // review sends a raw body and decodes the AdmissionReview that comes back.

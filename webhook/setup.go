@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,6 +35,9 @@ type Options struct {
 	// Registerer receives the metrics; nil means controller-runtime's
 	// registry, which the manager serves on its metrics endpoint.
 	Registerer prometheus.Registerer
+	// RequestTimeout bounds reading a request and writing its answer;
+	// zero means DefaultRequestTimeout.
+	RequestTimeout time.Duration
 }
 
 // CacheOptions returns the manager cache options the webhooks rely on: Nodes
@@ -101,8 +105,13 @@ func Setup(ctx context.Context, mgr manager.Manager, opts Options) error {
 	if err != nil {
 		return err
 	}
-	server.Register(MutatePath, &admission.Webhook{Handler: mutator})
-	server.Register(ValidatePath, &admission.Webhook{Handler: validator})
+	timeout := opts.RequestTimeout
+	if timeout == 0 {
+		timeout = DefaultRequestTimeout
+	}
+	for path, h := range routes(mutator, validator, timeout) {
+		server.Register(path, h)
+	}
 	return nil
 }
 
