@@ -24,6 +24,11 @@ KIND           ?= kind
 KIND_CLUSTER   ?= daemonset-guard-e2e
 CERT_MANAGER_VERSION = $(shell $(GO) list -m -f '{{.Version}}' github.com/cert-manager/cert-manager)
 
+# The fuzz targets (package:name); make test runs each briefly, make fuzz longer.
+FUZZ_TARGETS := webhook:FuzzAdmissionReview webhook/rules:FuzzSelectorMatchesTemplate \
+                webhook/rules:FuzzTolerated webhook/rules:FuzzMaxUnavailable webhook/policy:FuzzParse
+FUZZTIME     ?= 60s
+
 # Where `make run` finds its cluster, certificate and policy.
 KUBECONFIG      ?= $(HOME)/.kube/config
 CERT_DIR        ?= /tmp/k8s-webhook-server/serving-certs
@@ -46,14 +51,23 @@ run: build ## Run the webhook against KUBECONFIG with certificates from CERT_DIR
 		$(if $(POLICY_FILE),--policy-file $(POLICY_FILE)) --zap-devel $(RUN_ARGS)
 
 .PHONY: test
-test: lint control-plane $(BIN)/kubectl ## Lint; unit, handler and API-server integration tests; a benchmark smoke run; the e2e suite on the local cluster.
+test: lint control-plane $(BIN)/kubectl ## Lint; unit, handler and API-server integration tests; benchmark and fuzz smoke runs; the e2e suite on the local cluster.
 	KUBEBUILDER_ASSETS=$(BIN) $(GO) test -race -count=1 ./...
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./...
+	$(MAKE) fuzz FUZZTIME=5s
 	$(MAKE) test-e2e-local
 
 .PHONY: bench
 bench: ## Run the Go benchmarks.
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz target for FUZZTIME (60s); crashers land in testdata/fuzz and become regression tests.
+	@for target in $(FUZZ_TARGETS); do \
+		pkg=$${target%%:*}; name=$${target##*:}; \
+		echo ">> fuzzing $$name in ./$$pkg for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) ./$$pkg || exit 1; \
+	done
 
 .PHONY: lint
 lint: ## Check formatting and run go vet.

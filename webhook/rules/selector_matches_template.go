@@ -29,7 +29,10 @@ func selectorMatchesTemplate(in *Input) []Finding {
 		want := sel.MatchLabels[k]
 		got, ok := podLabels[k]
 		var msg string
+		_, invalid := metav1.LabelSelectorAsSelector(&metav1.LabelSelector{MatchLabels: map[string]string{k: want}})
 		switch {
+		case invalid != nil:
+			msg = fmt.Sprintf("the selector label is invalid: %v", invalid)
 		case !ok:
 			msg = fmt.Sprintf("the selector requires label %s=%s, which the pod template lacks; %s", k, want, fixTemplateLabels)
 		case got != want:

@@ -146,6 +146,14 @@ func TestValidate(t *testing.T) {
 			want: []want{{"selector-matches-template", "deny", "spec.selector.matchExpressions[0]", `"Near" is not a valid label selector operator`}},
 		},
 		{
+			name: "rejects a selector label whose key is not a valid label key (found by fuzzing)",
+			ds: fixture.DaemonSet("fluentd", func(ds *appsv1.DaemonSet) {
+				ds.Spec.Selector.MatchLabels["\xff"] = "0"
+				ds.Spec.Template.Labels["\xff"] = "0"
+			}),
+			want: []want{{"selector-matches-template", "deny", "spec.selector.matchLabels[\xff]", "the selector label is invalid"}},
+		},
+		{
 			name: "rejects a template restartPolicy of OnFailure",
 			ds:   fixture.DaemonSet("fluentd", func(ds *appsv1.DaemonSet) { ds.Spec.Template.Spec.RestartPolicy = corev1.RestartPolicyOnFailure }),
 			want: []want{{"restart-policy-always", "deny", "spec.template.spec.restartPolicy", "restartPolicy is OnFailure"}},

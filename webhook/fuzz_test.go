@@ -1,0 +1,64 @@
+package webhook
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	admissionv1 "k8s.io/api/admission/v1"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/daemonset-guard/daemonset-guard/internal/fixture"
+	"github.com/daemonset-guard/daemonset-guard/webhook/inventory"
+	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
+)
+
+// FuzzAdmissionReview sends raw bodies through both handlers with panic
+// recovery off, so that any panic fails, and checks that every answer is an
+// AdmissionReview.
+func FuzzAdmissionReview(f *testing.F) {
+	fluentd := fixture.DaemonSet("fluentd")
+	for _, seed := range []string{
+		reviewBody("CREATE", fluentd, nil, ""),
+		reviewBody("UPDATE", manyTolerations(3), fluentd, ""),
+		reviewBody("UPDATE", fluentd, nil, ""),
+		reviewBody("DELETE", nil, fluentd, ""),
+		reviewBody("CREATE", `{"apiVersion":"apps/v1","kind":"DaemonSet","spec":{"selector":null}}`, nil, `,"dryRun":true`),
+		`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{`,
+		`{}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	p, err := policy.Load("policy/testdata/example.yaml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	metrics, err := NewMetrics(prometheus.NewRegistry(), inventory.New())
+	if err != nil {
+		f.Fatal(err)
+	}
+	m, v, err := newHandlers(policy.NewStore(p), inventory.New(cluster()...), metrics, logr.Discard())
+	if err != nil {
+		f.Fatal(err)
+	}
+	handlers := []http.Handler{
+		(&admission.Webhook{Handler: m}).WithRecoverPanic(false),
+		(&admission.Webhook{Handler: v}).WithRecoverPanic(false),
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, h := range handlers {
+			req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(string(body)))
+			req.Header.Set("Content-Type", "application/json")
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			var review admissionv1.AdmissionReview
+			if err := json.Unmarshal(rec.Body.Bytes(), &review); err != nil || review.Response == nil {
+				t.Fatalf("the answer is not an AdmissionReview: %v: %s", err, rec.Body)
+			}
+		}
+	})
+}
