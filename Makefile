@@ -58,8 +58,10 @@ test: lint control-plane $(BIN)/kubectl ## Lint; unit, handler and API-server in
 	$(MAKE) test-e2e-local
 
 .PHONY: bench
-bench: ## Run the Go benchmarks.
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+bench: ## Run the Go benchmarks; print each handler's cost as a ratio to the baselines of the same run.
+	@mkdir -p $(BIN)
+	$(GO) test -run '^$$' -bench . -benchmem ./... | tee $(BIN)/bench.txt
+	@awk -f hack/bench-ratios.awk $(BIN)/bench.txt
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZTIME (60s); crashers land in testdata/fuzz and become regression tests.
