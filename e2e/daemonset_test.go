@@ -221,14 +221,7 @@ func TestOrphanedPodsAreAdoptedByANewDaemonSet(t *testing.T) {
 			g.Expect(p.OwnerReferences).To(ContainElement(HaveField("UID", adopter.UID)), "pod %s is owned by the new DaemonSet", p.Name)
 		}
 	}, 60*time.Second, 500*time.Millisecond).Should(Succeed())
-	after := c.pods(t, adopter)
-	names := func(ps []corev1.Pod) (out []types.UID) {
-		for _, p := range ps {
-			out = append(out, p.UID)
-		}
-		return out
-	}
-	g.Expect(names(after)).To(ConsistOf(names(before)), "the same pods, adopted, not replaced")
+	g.Expect(uids(c.pods(t, adopter))).To(ConsistOf(uids(before)), "the same pods, adopted, not replaced")
 }
 
 func TestANewNodeGetsAPodAndThePredictionFollows(t *testing.T) {
@@ -288,12 +281,6 @@ func TestMetadataUpdateRollsNothingAfterThePolicyChanged(t *testing.T) {
 	g.Expect(updated.Spec.Template.Spec.Tolerations).NotTo(ContainElement(HaveField("Key", "e2e-policy-change")), "the template was left alone")
 	g.Expect(updated.Generation).To(Equal(ds.Generation), "the spec did not change")
 	g.Consistently(func() []corev1.Pod { return c.pods(t, ds) }, 5*time.Second, 500*time.Millisecond).Should(HaveLen(len(pods)))
-	uids := func(ps []corev1.Pod) (out []types.UID) {
-		for _, p := range ps {
-			out = append(out, p.UID)
-		}
-		return out
-	}
 	g.Expect(uids(c.pods(t, ds))).To(ConsistOf(uids(pods)), "no pod was replaced")
 }
 
@@ -359,4 +346,12 @@ func policyAccess(t *testing.T) (read func() []byte, write func([]byte)) {
 // withLabel selects nodes with the label.
 func withLabel(key, value string) func(corev1.Node) bool {
 	return func(n corev1.Node) bool { return n.Labels[key] == value }
+}
+
+func uids(pods []corev1.Pod) []types.UID {
+	out := make([]types.UID, len(pods))
+	for i, p := range pods {
+		out[i] = p.UID
+	}
+	return out
 }

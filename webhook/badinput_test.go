@@ -13,38 +13,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	. "github.com/onsi/gomega"
-	"github.com/prometheus/client_golang/prometheus"
 	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/daemonset-guard/daemonset-guard/internal/fixture"
 	"github.com/daemonset-guard/daemonset-guard/webhook/inventory"
-	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
+	"github.com/daemonset-guard/daemonset-guard/webhook/rules"
 )
 
 // tlsServer serves both webhooks over real TLS connections, with the wiring
 // of Setup, so that deadlines and body limits act as in production.
-func tlsServer(t *testing.T, nodes interface {
-	Synced() bool
-	Coverage(*corev1.PodSpec) inventory.Coverage
-	Lost(*corev1.PodSpec, *corev1.PodSpec) []string
-}, timeout time.Duration) (*httptest.Server, *http.Client) {
+func tlsServer(t *testing.T, nodes rules.Nodes, timeout time.Duration) (*httptest.Server, *http.Client) {
 	t.Helper()
-	p, err := policy.Load("policy/testdata/example.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics, err := NewMetrics(prometheus.NewRegistry(), inventory.New())
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, v, err := newHandlers(policy.NewStore(p), nodes, metrics, logr.Discard())
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, v, _ := testHandlers(t, nodes)
 	mux := http.NewServeMux()
 	for path, h := range routes(m, v, timeout) {
 		mux.Handle(path, h)

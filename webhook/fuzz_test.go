@@ -7,14 +7,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/go-logr/logr"
-	"github.com/prometheus/client_golang/prometheus"
 	admissionv1 "k8s.io/api/admission/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/daemonset-guard/daemonset-guard/internal/fixture"
 	"github.com/daemonset-guard/daemonset-guard/webhook/inventory"
-	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
 )
 
 // FuzzAdmissionReview sends raw bodies through both handlers with panic
@@ -33,18 +30,7 @@ func FuzzAdmissionReview(f *testing.F) {
 	} {
 		f.Add([]byte(seed))
 	}
-	p, err := policy.Load("policy/testdata/example.yaml")
-	if err != nil {
-		f.Fatal(err)
-	}
-	metrics, err := NewMetrics(prometheus.NewRegistry(), inventory.New())
-	if err != nil {
-		f.Fatal(err)
-	}
-	m, v, err := newHandlers(policy.NewStore(p), inventory.New(cluster()...), metrics, logr.Discard())
-	if err != nil {
-		f.Fatal(err)
-	}
+	m, v, _ := testHandlers(f, inventory.New(cluster()...))
 	handlers := []http.Handler{
 		(&admission.Webhook{Handler: m}).WithRecoverPanic(false),
 		(&admission.Webhook{Handler: v}).WithRecoverPanic(false),

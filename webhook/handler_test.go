@@ -20,6 +20,7 @@ import (
 	"github.com/daemonset-guard/daemonset-guard/internal/fixture"
 	"github.com/daemonset-guard/daemonset-guard/webhook/inventory"
 	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
+	"github.com/daemonset-guard/daemonset-guard/webhook/rules"
 )
 
 // testServer serves both webhooks over httptest, as the manager would.
@@ -30,23 +31,30 @@ type testServer struct {
 
 func newTestServer(t testing.TB, nodes ...*corev1.Node) *testServer {
 	t.Helper()
-	// The README's policy: control-plane toleration, 10% maxUnavailable,
-	// minReadySeconds 10, and targets-nodes denies.
+	inv := inventory.New(nodes...)
+	m, v, metrics := testHandlers(t, inv)
+	r := routes(m, v, DefaultRequestTimeout)
+	return &testServer{mutate: r[MutatePath], validate: r[ValidatePath], metrics: metrics}
+}
+
+// testHandlers builds both handlers as Setup does, with the README's policy
+// (control-plane toleration, 10% maxUnavailable, minReadySeconds 10,
+// targets-nodes denies) and the given node view.
+func testHandlers(t testing.TB, nodes rules.Nodes) (*Mutator, *Validator, *Metrics) {
+	t.Helper()
 	p, err := policy.Load("policy/testdata/example.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	inv := inventory.New(nodes...)
-	metrics, err := NewMetrics(prometheus.NewRegistry(), inv)
+	metrics, err := NewMetrics(prometheus.NewRegistry(), inventory.New())
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, v, err := newHandlers(policy.NewStore(p), inv, metrics, logr.Discard())
+	m, v, err := newHandlers(policy.NewStore(p), nodes, metrics, logr.Discard())
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := routes(m, v, DefaultRequestTimeout)
-	return &testServer{mutate: r[MutatePath], validate: r[ValidatePath], metrics: metrics}
+	return m, v, metrics
 }
 
 // review sends a raw body and decodes the AdmissionReview that comes back.
