@@ -49,6 +49,18 @@ func (ca *KeyPair) Serving(dnsNames, ipAddresses []string, notBefore time.Time, 
 	}, ca, notBefore)
 }
 
+// Client returns a TLS client certificate for commonName, signed by the CA,
+// valid from notBefore for validity: for mutual TLS between the API server
+// and the webhook.
+func (ca *KeyPair) Client(commonName string, notBefore time.Time, validity time.Duration) (*KeyPair, error) {
+	return issue(&cmapi.CertificateSpec{
+		CommonName: commonName,
+		Duration:   &metav1.Duration{Duration: validity},
+		Usages:     []cmapi.KeyUsage{cmapi.UsageClientAuth, cmapi.UsageDigitalSignature},
+		PrivateKey: &cmapi.CertificatePrivateKey{Algorithm: cmapi.ECDSAKeyAlgorithm, Size: 256},
+	}, ca, notBefore)
+}
+
 func firstOf(lists ...[]string) string {
 	for _, l := range lists {
 		if len(l) > 0 {

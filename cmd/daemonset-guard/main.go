@@ -50,6 +50,7 @@ type config struct {
 	policyFile             string
 	kubeconfig             string
 	enableHTTP2            bool
+	clientCAFile           string
 	certMode               string
 	certSecret             string
 	webhookService         string
@@ -73,6 +74,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&cfg.policyFile, "policy-file", "", "Policy file, watched and reloaded on change; empty uses the built-in policy.")
 	fs.StringVar(&cfg.kubeconfig, "kubeconfig", "", "Kubeconfig to reach the API server; empty uses $KUBECONFIG, then the in-cluster configuration.")
 	fs.BoolVar(&cfg.enableHTTP2, "enable-http2", false, "Serve HTTP/2 as well as HTTP/1.1. Off by default: the API server speaks HTTP/1.1 to webhooks, and HTTP/2 has carried denial-of-service flaws (CVE-2023-44487).")
+	fs.StringVar(&cfg.clientCAFile, "client-ca-file", "", "Require callers to present a client certificate signed by a CA in this PEM file (mutual TLS), so that only the API server can call the webhooks.")
 	fs.StringVar(&cfg.certMode, "cert-mode", certModeFiles, `Where the serving certificate comes from: "files" (--webhook-cert-dir, e.g. a Secret written by cert-manager) or "self-managed" (the webhook issues and renews it, keeping it in --cert-secret).`)
 	fs.StringVar(&cfg.certSecret, "cert-secret", "daemonset-guard-system/daemonset-guard-tls", "Self-managed mode: namespace/name of the Secret that holds the CA and the serving certificate.")
 	fs.StringVar(&cfg.webhookService, "webhook-service", "daemonset-guard-system/daemonset-guard", "Self-managed mode: namespace/name of the Service the API server calls; the certificate is issued for its DNS names.")

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -48,6 +50,11 @@ func run(ctx context.Context, cfg config) error {
 		return fmt.Errorf("loading the serving certificate from --webhook-cert-dir %s: %w", cfg.webhookCertDir, err)
 	}
 
+	tlsOpts, err := servingTLS(watcher, cfg.enableHTTP2, cfg.clientCAFile)
+	if err != nil {
+		return err
+	}
+
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Cache:                  webhook.CacheOptions(),
 		Metrics:                metricsserver.Options{BindAddress: cfg.metricsBindAddress},
@@ -56,7 +63,7 @@ func run(ctx context.Context, cfg config) error {
 		LeaderElection: false,
 		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
 			Port:    cfg.webhookPort,
-			TLSOpts: servingTLS(watcher, cfg.enableHTTP2),
+			TLSOpts: tlsOpts,
 		}),
 	})
 	if err != nil {
@@ -84,15 +91,31 @@ func run(ctx context.Context, cfg config) error {
 }
 
 // servingTLS serves TLS 1.2 or newer with the watcher's current certificate,
-// and HTTP/1.1 only unless HTTP/2 is enabled.
-func servingTLS(watcher *certwatcher.CertWatcher, enableHTTP2 bool) []func(*tls.Config) {
+// HTTP/1.1 only unless HTTP/2 is enabled, and, given a client CA file, only
+// to callers with a certificate that CA signed.
+func servingTLS(watcher *certwatcher.CertWatcher, enableHTTP2 bool, clientCAFile string) ([]func(*tls.Config), error) {
+	var clientCAs *x509.CertPool
+	if clientCAFile != "" {
+		pem, err := os.ReadFile(clientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading --client-ca-file: %w", err)
+		}
+		clientCAs = x509.NewCertPool()
+		if !clientCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--client-ca-file %s holds no PEM certificate", clientCAFile)
+		}
+	}
 	return []func(*tls.Config){func(c *tls.Config) {
 		c.MinVersion = tls.VersionTLS12
 		c.GetCertificate = watcher.GetCertificate
 		if !enableHTTP2 {
 			c.NextProtos = []string{"http/1.1"}
 		}
-	}}
+		if clientCAs != nil {
+			c.ClientCAs = clientCAs
+			c.ClientAuth = tls.RequireAndVerifyClientCert
+		}
+	}}, nil
 }
 
 func newSelfManaged(restConfig *rest.Config, cfg config) (*certs.SelfManaged, error) {

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -22,7 +24,7 @@ import (
 
 // startServer serves a trivial handler with run()'s TLS setup and a
 // certificate watcher on dir, as the webhook does.
-func startServer(t *testing.T, dir string, enableHTTP2 bool) (addr string) {
+func startServer(t *testing.T, dir string, enableHTTP2 bool, clientCAFile string) (addr string) {
 	t.Helper()
 	watcher, err := certwatcher.New(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"))
 	if err != nil {
@@ -34,7 +36,11 @@ func startServer(t *testing.T, dir string, enableHTTP2 bool) (addr string) {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	server := ctrlwebhook.NewServer(ctrlwebhook.Options{Host: "127.0.0.1", Port: port, TLSOpts: servingTLS(watcher, enableHTTP2)})
+	tlsOpts, err := servingTLS(watcher, enableHTTP2, clientCAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := ctrlwebhook.NewServer(ctrlwebhook.Options{Host: "127.0.0.1", Port: port, TLSOpts: tlsOpts})
 	server.Register("/ping", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -78,7 +84,7 @@ func TestCertificateRotationUnderLoadFailsNoRequest(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	dir := t.TempDir()
 	first := issue(t, ca, dir)
-	addr := startServer(t, dir, false)
+	addr := startServer(t, dir, false, "")
 
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(ca.CertPEM)
@@ -143,7 +149,7 @@ func TestServingTLSRefusesOldTLSAndHTTP2ByDefault(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	dir := t.TempDir()
 	issue(t, ca, dir)
-	addr := startServer(t, dir, false)
+	addr := startServer(t, dir, false, "")
 
 	_, err = tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS11})
 	g.Expect(err).To(HaveOccurred(), "TLS 1.1 must be refused")
@@ -152,4 +158,55 @@ func TestServingTLSRefusesOldTLSAndHTTP2ByDefault(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	defer conn.Close()
 	g.Expect(conn.ConnectionState().NegotiatedProtocol).To(Equal("http/1.1"), "HTTP/2 is off unless --enable-http2")
+}
+
+func TestClientCAFileAdmitsOnlyCallersItSigned(t *testing.T) {
+	g := NewWithT(t)
+	ca, err := certs.NewCA("serving-ca", time.Now(), time.Hour)
+	g.Expect(err).NotTo(HaveOccurred())
+	dir := t.TempDir()
+	issue(t, ca, dir)
+	apiServerCA, err := certs.NewCA("api-server-client-ca", time.Now(), time.Hour)
+	g.Expect(err).NotTo(HaveOccurred())
+	caFile := filepath.Join(dir, "client-ca.crt")
+	g.Expect(os.WriteFile(caFile, apiServerCA.CertPEM, 0o600)).To(Succeed())
+	addr := startServer(t, dir, false, caFile)
+
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(ca.CertPEM)
+	get := func(clientCert *certs.KeyPair) error {
+		cfg := &tls.Config{RootCAs: roots, ServerName: "localhost"}
+		if clientCert != nil {
+			pair, err := tls.X509KeyPair(clientCert.CertPEM, clientCert.KeyPEM)
+			if err != nil {
+				return err
+			}
+			cfg.Certificates = []tls.Certificate{pair}
+		}
+		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+		resp, err := client.Get("https://" + addr + "/ping")
+		if err != nil {
+			return err
+		}
+		return resp.Body.Close()
+	}
+	g.Expect(get(nil)).To(HaveOccurred(), "a caller without a client certificate is refused")
+	stranger, err := certs.NewCA("stranger", time.Now(), time.Hour)
+	g.Expect(err).NotTo(HaveOccurred())
+	strangerClient, err := stranger.Client("intruder", time.Now(), time.Hour)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(get(strangerClient)).To(HaveOccurred(), "a certificate from another CA is refused")
+	apiServer, err := apiServerCA.Client("kube-apiserver", time.Now(), time.Hour)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(get(apiServer)).To(Succeed(), "the API server's client certificate is admitted")
+}
+
+func TestClientCAFileMustHoldACertificate(t *testing.T) {
+	caFile := filepath.Join(t.TempDir(), "ca.crt")
+	if err := os.WriteFile(caFile, []byte("not PEM"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := servingTLS(nil, false, caFile); err == nil || !strings.Contains(err.Error(), "holds no PEM certificate") {
+		t.Errorf("error = %v", err)
+	}
 }
