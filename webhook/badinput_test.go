@@ -102,7 +102,7 @@ func manyLabels(n int) *appsv1.DaemonSet {
 // is an AdmissionReview (HTTP 200, the result code saying what went wrong),
 // and the server keeps serving: each case ends with a good request.
 func TestBadInput(t *testing.T) {
-	fluentd := fixture.DaemonSet("fluentd")
+	fluentd := mutated(t, fixture.DaemonSet("fluentd"))
 	create := reviewBody("CREATE", fluentd, nil, "")
 	nested := strings.Repeat("[", 20000) + strings.Repeat("]", 20000)
 	tests := []struct {
@@ -134,10 +134,10 @@ func TestBadInput(t *testing.T) {
 		{name: "invalid UTF-8 in a name is judged like any name", body: strings.Replace(create, `"name":"fluentd","namespace":"logging"}`, "\"name\":\"fluentd\xff\",\"namespace\":\"logging\"}", 1), allowed: true},
 		{name: "unknown fields are ignored", body: strings.Replace(create, `"spec":{`, `"spec":{"futureField":{"a":1},`, 1), allowed: true},
 		{name: "deeply nested JSON is refused with 400", body: strings.Replace(create, `"spec":{`, `"spec":{"nested":`+nested+`,`, 1), code: 400, message: "exceeded max depth"},
-		{name: "10,000 tolerations are judged", body: reviewBody("CREATE", manyTolerations(10000), nil, ""), allowed: true},
+		{name: "10,000 tolerations are judged", body: reviewBody("CREATE", mutated(t, manyTolerations(10000)), nil, ""), allowed: true},
 		{name: "10,000 tolerations are mutated by appending, not by replacing the user's", path: MutatePath, body: reviewBody("CREATE", manyTolerations(10000), nil, ""), allowed: true,
 			patchPath: "add /spec/template/spec/tolerations/10000"},
-		{name: "10,000 labels are judged", body: reviewBody("CREATE", manyLabels(10000), nil, ""), allowed: true},
+		{name: "10,000 labels are judged", body: reviewBody("CREATE", mutated(t, manyLabels(10000)), nil, ""), allowed: true},
 	}
 	srv, client := tlsServer(t, inventory.New(cluster()...), DefaultRequestTimeout)
 	for _, tt := range tests {
@@ -203,7 +203,7 @@ func TestASlowClientIsCutOffAtTheDeadline(t *testing.T) {
 	conn, err := tls.Dial("tcp", srv.Listener.Addr().String(), &tls.Config{InsecureSkipVerify: true})
 	g.Expect(err).NotTo(HaveOccurred())
 	defer conn.Close()
-	body := reviewBody("CREATE", fixture.DaemonSet("fluentd"), nil, "")
+	body := reviewBody("CREATE", mutated(t, fixture.DaemonSet("fluentd")), nil, "")
 	_, err = fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", ValidatePath, len(body))
 	g.Expect(err).NotTo(HaveOccurred())
 	start := time.Now()
@@ -232,7 +232,7 @@ func TestAThousandConcurrentConnectionsAreAllAnswered(t *testing.T) {
 	// A connection each, as 1,000 API server clients at once would open.
 	client.Transport.(*http.Transport).MaxConnsPerHost = 0
 	client.Transport.(*http.Transport).MaxIdleConnsPerHost = 1000
-	body := []byte(reviewBody("CREATE", fixture.DaemonSet("fluentd"), nil, ""))
+	body := []byte(reviewBody("CREATE", mutated(t, fixture.DaemonSet("fluentd")), nil, ""))
 	var wg sync.WaitGroup
 	errs := make(chan error, 1000)
 	for range 1000 {

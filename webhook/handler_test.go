@@ -187,14 +187,28 @@ func mutatedFluentd() *appsv1.DaemonSet {
 	})
 }
 
+// mutated returns ds as the mutating webhook leaves it under the README's
+// policy: what the API server sends the validating webhook.
+func mutated(t testing.TB, ds *appsv1.DaemonSet) *appsv1.DaemonSet {
+	t.Helper()
+	p, err := policy.Load("policy/testdata/example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := ds.DeepCopy()
+	rules.Mutate(&rules.Input{Operation: rules.Create, Object: out, Policy: p})
+	return out
+}
+
 func TestValidatingHandler(t *testing.T) {
-	fluentd := fixture.DaemonSet("fluentd")
-	nvme := fixture.DaemonSet("fluentd", func(ds *appsv1.DaemonSet) { ds.Spec.Template.Spec.NodeSelector = map[string]string{"disktype": "nvme"} })
-	reselected := fixture.DaemonSet("fluentd", func(ds *appsv1.DaemonSet) {
+	// The validating webhook receives what the mutating webhook made.
+	fluentd := mutated(t, fixture.DaemonSet("fluentd"))
+	nvme := mutated(t, fixture.DaemonSet("fluentd", func(ds *appsv1.DaemonSet) { ds.Spec.Template.Spec.NodeSelector = map[string]string{"disktype": "nvme"} }))
+	reselected := mutated(t, fixture.DaemonSet("fluentd", func(ds *appsv1.DaemonSet) {
 		ds.Spec.Selector.MatchLabels["tier"] = "logging"
 		ds.Spec.Template.Labels["tier"] = "logging"
-	})
-	ssdOnly := fixture.DaemonSet("fluentd", func(ds *appsv1.DaemonSet) { ds.Spec.Template.Spec.NodeSelector = map[string]string{"disktype": "ssd"} })
+	}))
+	ssdOnly := mutated(t, fixture.DaemonSet("fluentd", func(ds *appsv1.DaemonSet) { ds.Spec.Template.Spec.NodeSelector = map[string]string{"disktype": "ssd"} }))
 	tests := []struct {
 		name     string
 		body     string
@@ -219,9 +233,12 @@ func TestValidatingHandler(t *testing.T) {
 			message: "spec.selector: Forbidden: [selector-immutable] the selector of a DaemonSet cannot change after creation"},
 		{name: "warns on update about the nodes that would lose their pod",
 			body: reviewBody("UPDATE", ssdOnly, fluentd, ""), allowed: true,
-			warnings: []string{"[targets-nodes] spec.template.spec: 1 nodes would lose their daemon pod: hdd-1"}},
+			warnings: []string{"[targets-nodes] spec.template.spec: 2 nodes would lose their daemon pod: cp-1, hdd-1"}},
 		{name: "refuses an UPDATE without oldObject with 400",
 			body: reviewBody("UPDATE", fluentd, nil, ""), code: http.StatusBadRequest, message: "no oldObject"},
+		{name: "denies what the mutating webhook should have changed, as when it failed open",
+			body: reviewBody("CREATE", fixture.DaemonSet("fluentd"), nil, ""), code: http.StatusUnprocessableEntity,
+			message: "spec: Forbidden: [default-tolerations] the mutating webhook has not applied this rule, which it fails open on when it cannot be reached; retry the request"},
 		{name: "allows a CONNECT, which it does not judge",
 			body: reviewBody("CONNECT", nil, nil, ""), allowed: true},
 		{name: "refuses an unknown operation with 400",

@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -48,7 +49,14 @@ func (w *Warnings) Take() []string {
 type Webhook struct {
 	Client   kubernetes.Interface
 	Warnings *Warnings
-	readyz   string
+	// Config reaches the API server as its administrator.
+	Config *rest.Config
+
+	t          *testing.T
+	wio        envtest.WebhookInstallOptions
+	policyFile string
+	probe      string
+	stop       func()
 }
 
 // StartWebhook starts a control plane and daemonset-guard with the policy
@@ -57,39 +65,57 @@ type Webhook struct {
 func StartWebhook(t *testing.T, policyFile string) *Webhook {
 	t.Helper()
 	cfg, wio := Start(t, "")
-	probe := freeAddress(t)
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	w := &Warnings{}
+	clientCfg := rest.CopyConfig(cfg)
+	clientCfg.WarningHandler = w
+	wh := &Webhook{
+		Client: kubernetes.NewForConfigOrDie(clientCfg), Warnings: w, Config: cfg,
+		t: t, wio: wio, policyFile: policyFile, probe: freeAddress(t),
+	}
+	wh.Start()
+	t.Cleanup(wh.Stop)
+	return wh
+}
+
+// Start runs the webhook (again, after Stop) on its address and waits until
+// it is ready.
+func (wh *Webhook) Start() {
+	t := wh.t
+	t.Helper()
+	mgr, err := ctrl.NewManager(wh.Config, ctrl.Options{
 		Cache:                  webhook.CacheOptions(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: probe,
-		WebhookServer:          ctrlwebhook.NewServer(ctrlwebhook.Options{Host: wio.LocalServingHost, Port: wio.LocalServingPort, CertDir: wio.LocalServingCertDir}),
+		HealthProbeBindAddress: wh.probe,
+		WebhookServer:          ctrlwebhook.NewServer(ctrlwebhook.Options{Host: wh.wio.LocalServingHost, Port: wh.wio.LocalServingPort, CertDir: wh.wio.LocalServingCertDir}),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := webhook.Setup(ctx, mgr, webhook.Options{PolicyFile: policyFile, Log: testr.New(t), Registerer: prometheus.NewRegistry()}); err != nil {
+	if err := webhook.Setup(ctx, mgr, webhook.Options{PolicyFile: wh.policyFile, Log: testr.New(t), Registerer: prometheus.NewRegistry()}); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error)
 	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
+	wh.stop = func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("manager: %v", err)
 		}
-	})
-
-	w := &Warnings{}
-	clientCfg := rest.CopyConfig(cfg)
-	clientCfg.WarningHandler = w
-	wh := &Webhook{Client: kubernetes.NewForConfigOrDie(clientCfg), Warnings: w, readyz: "http://" + probe + "/readyz"}
+	}
 	NewWithT(t).Eventually(wh.ready, 30*time.Second, 100*time.Millisecond).Should(Succeed(), "the webhook should become ready")
-	return wh
+}
+
+// Stop stops the webhook, as a crash would, until Start.
+func (wh *Webhook) Stop() {
+	if wh.stop != nil {
+		wh.stop()
+		wh.stop = nil
+	}
 }
 
 func (wh *Webhook) ready() error {
-	resp, err := http.Get(wh.readyz)
+	resp, err := http.Get("http://" + wh.probe + "/readyz")
 	if err != nil {
 		return err
 	}

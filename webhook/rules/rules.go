@@ -135,6 +135,25 @@ func Validate(in *Input) []Finding {
 			out = append(out, f)
 		}
 	}
+	return append(out, pendingMutations(in)...)
+}
+
+// pendingMutations denies an object that the mutating webhook would still
+// change. That webhook fails open, so while it is unreachable (or while one
+// replica restarts and another answers) an object can reach validation
+// without its defaults; admitting it would leave it half-mutated. After a
+// successful mutation, mutating again changes nothing, so this never fires.
+func pendingMutations(in *Input) []Finding {
+	if in.Object.DeletionTimestamp != nil {
+		return nil
+	}
+	probe := *in
+	probe.Object = in.Object.DeepCopy()
+	var out []Finding
+	for _, rule := range Mutate(&probe) {
+		out = append(out, Finding{Rule: rule, Action: policy.Deny, Field: field.NewPath("spec"),
+			Message: "the mutating webhook has not applied this rule, which it fails open on when it cannot be reached; retry the request"})
+	}
 	return out
 }
 
