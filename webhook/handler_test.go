@@ -60,15 +60,24 @@ func testHandlers(t testing.TB, nodes rules.Nodes) (*Mutator, *Validator, *Metri
 // review sends a raw body and decodes the AdmissionReview that comes back.
 func review(t *testing.T, h http.Handler, body, contentType string) *admissionv1.AdmissionResponse {
 	t.Helper()
+	resp, err := send(h, body, contentType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+// send is review for goroutines, which must not stop the test themselves.
+func send(h http.Handler, body, contentType string) (*admissionv1.AdmissionResponse, error) {
 	req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body))
 	req.Header.Set("Content-Type", contentType)
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	var out admissionv1.AdmissionReview
 	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || out.Response == nil {
-		t.Fatalf("the answer is not an AdmissionReview (%v): %s", err, rec.Body)
+		return nil, fmt.Errorf("the answer is not an AdmissionReview (%v): %s", err, rec.Body)
 	}
-	return out.Response
+	return out.Response, nil
 }
 
 // reviewBody writes an AdmissionReview for apps/v1 daemonsets by hand, so

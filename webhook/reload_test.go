@@ -1,0 +1,118 @@
+package webhook
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/daemonset-guard/daemonset-guard/internal/fixture"
+	"github.com/daemonset-guard/daemonset-guard/webhook/inventory"
+	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
+)
+
+// policyVariant is a policy whose toleration and maxUnavailable go together,
+// so that a decision mixing two policies shows.
+func policyVariant(key, share string) string {
+	return "apiVersion: daemonset-guard.io/v1alpha1\nkind: Policy\nmutation:\n  tolerations: [{key: " + key +
+		", operator: Exists, effect: NoSchedule}]\n  rollingUpdate: {maxUnavailable: \"" + share + "\"}\n"
+}
+
+// TestPolicyReloadUnderLoadNeverMixesPolicies rewrites the policy file, with
+// valid and invalid versions, while clients keep asking the mutating webhook:
+// every answer is one policy's whole answer, and an invalid file changes
+// nothing.
+func TestPolicyReloadUnderLoadNeverMixesPolicies(t *testing.T) {
+	g := NewWithT(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "policy.yaml")
+	write := func(doc string) {
+		tmp := filepath.Join(dir, ".policy.tmp")
+		g.Expect(os.WriteFile(tmp, []byte(doc), 0o600)).To(Succeed())
+		g.Expect(os.Rename(tmp, path)).To(Succeed())
+	}
+	a, b := policyVariant("pool-a", "10%"), policyVariant("pool-b", "20%")
+	write(a)
+	initial, err := policy.Load(path)
+	g.Expect(err).NotTo(HaveOccurred())
+	store := policy.NewStore(initial)
+	metrics, err := NewMetrics(prometheus.NewRegistry(), inventory.New())
+	g.Expect(err).NotTo(HaveOccurred())
+	var failedReloads atomic.Int64
+	watcher := &policy.Watcher{Path: path, Store: store, Log: logr.Discard(), Reloaded: func(err error) {
+		metrics.PolicyReloaded(err)
+		if err != nil {
+			failedReloads.Add(1)
+		}
+	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = watcher.Start(ctx) }()
+
+	m, v, err := newHandlers(store, inventory.New(cluster()...), metrics, logr.Discard())
+	g.Expect(err).NotTo(HaveOccurred())
+	mutate := routes(m, v, DefaultRequestTimeout)[MutatePath]
+	body := reviewBody("CREATE", fixture.DaemonSet("fluentd"), nil, "")
+
+	seen := map[string]int{}
+	var mu sync.Mutex
+	var mixed []string
+	stop := make(chan struct{})
+	var clients sync.WaitGroup
+	for range 4 {
+		clients.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := send(mutate, body, "application/json")
+				if err != nil {
+					mu.Lock()
+					mixed = append(mixed, err.Error())
+					mu.Unlock()
+					continue
+				}
+				patch := string(resp.Patch)
+				aWhole := strings.Contains(patch, "pool-a") && strings.Contains(patch, `"10%"`) && !strings.Contains(patch, "pool-b")
+				bWhole := strings.Contains(patch, "pool-b") && strings.Contains(patch, `"20%"`) && !strings.Contains(patch, "pool-a")
+				mu.Lock()
+				switch {
+				case aWhole:
+					seen["a"]++
+				case bWhole:
+					seen["b"]++
+				default:
+					mixed = append(mixed, patch)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	for i := range 10 {
+		if i%3 == 2 {
+			write("apiVersion: daemonset-guard.io/v1alpha1\nkind: Policy\nmutation: {rollingUpdate: {maxUnavailable: \"0%\"}}\n")
+		} else if i%2 == 0 {
+			write(b)
+		} else {
+			write(a)
+		}
+		time.Sleep(150 * time.Millisecond)
+	}
+	close(stop)
+	clients.Wait()
+	g.Expect(mixed).To(BeEmpty(), "no answer mixes two policies")
+	g.Expect(seen["a"]).To(BeNumerically(">", 0))
+	g.Expect(seen["b"]).To(BeNumerically(">", 0), "the reloads took effect under load")
+	g.Expect(failedReloads.Load()).To(BeNumerically(">", 0), "the invalid versions were seen and refused")
+	t.Logf("answers under policy a: %d, under policy b: %d; %d invalid reloads refused", seen["a"], seen["b"], failedReloads.Load())
+}
