@@ -63,6 +63,17 @@ bench: ## Run the Go benchmarks; print each handler's cost as a ratio to the bas
 	$(GO) test -run '^$$' -bench . -benchmem ./... | tee $(BIN)/bench.txt
 	@awk -f hack/bench-ratios.awk $(BIN)/bench.txt
 
+.PHONY: bench-load
+bench-load: cluster-tools build localwebhook ## HTTPS load at 1, 8 and 64 keep-alive connections against the webhook on the local cluster, pinned to one core.
+	$(GO) build -o $(BIN)/loadgen ./e2e/loadgen
+	WEBHOOK_CPUS=0 e2e/local-cluster.sh up
+	@status=0; \
+	for path in validate mutate; do \
+		echo ">> $$path"; \
+		taskset -c 1 $(BIN)/loadgen --url https://127.0.0.1:19443/$$path-apps-v1-daemonset --ca $(CLUSTER_STATE)/certs/ca.crt --duration 10s || status=$$?; \
+	done; \
+	e2e/local-cluster.sh down; exit $$status
+
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZTIME (60s); crashers land in testdata/fuzz and become regression tests.
 	@for target in $(FUZZ_TARGETS); do \

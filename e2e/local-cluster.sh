@@ -135,7 +135,11 @@ up() {
 	log "starting daemonset-guard on https://127.0.0.1:$port (log: .cluster/webhook.log)"
 	"$bin/localwebhook" certs --dir "$state/certs"
 	cp "$policy_source" "$policy"
-	"$bin/daemonset-guard" --kubeconfig "$KUBECONFIG" --webhook-port "$port" --webhook-cert-dir "$state/certs" \
+	# WEBHOOK_CPUS pins the webhook (make bench-load gives it one core and the
+	# load generator the other).
+	local pin=()
+	if [ -n "${WEBHOOK_CPUS:-}" ] && command -v taskset >/dev/null; then pin=(taskset -c "$WEBHOOK_CPUS"); fi
+	"${pin[@]}" "$bin/daemonset-guard" --kubeconfig "$KUBECONFIG" --webhook-port "$port" --webhook-cert-dir "$state/certs" \
 		--health-probe-bind-address "$probe" --metrics-bind-address "$metrics" --policy-file "$policy" \
 		>"$state/webhook.log" 2>&1 &
 	echo $! >"$state/webhook.pid"

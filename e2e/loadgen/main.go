@@ -1,0 +1,164 @@
+// Command loadgen sends admission reviews to a running daemonset-guard the
+// way the API server does (HTTPS, HTTP/1.1, keep-alive connections), a mix of
+// CREATE and UPDATE of a realistic DaemonSet, and reports throughput and
+// latency percentiles at each number of connections.
+//
+//	loadgen --url https://127.0.0.1:19443/validate-apps-v1-daemonset --ca .cluster/certs/ca.crt
+package main
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/daemonset-guard/daemonset-guard/internal/fixture"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
+	url := fs.String("url", "", "webhook URL, e.g. https://127.0.0.1:19443/validate-apps-v1-daemonset")
+	caFile := fs.String("ca", "", "CA certificate of the webhook's serving certificate")
+	levels := fs.String("connections", "1,8,64", "comma-separated numbers of concurrent keep-alive connections")
+	duration := fs.Duration("duration", 10*time.Second, "how long to send at each level")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *url == "" || *caFile == "" {
+		return errors.New("--url and --ca are required")
+	}
+	ca, err := os.ReadFile(*caFile)
+	if err != nil {
+		return err
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(ca) {
+		return fmt.Errorf("%s holds no certificate", *caFile)
+	}
+	bodies, err := reviews()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "%-11s %10s %9s %9s %9s %7s\n", "connections", "req/s", "p50", "p90", "p99", "errors")
+	for _, field := range strings.Split(*levels, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(field))
+		if err != nil || n < 1 {
+			return fmt.Errorf("bad --connections entry %q", field)
+		}
+		r := load(*url, roots, bodies, n, *duration)
+		fmt.Fprintf(out, "%-11d %10.0f %9s %9s %9s %7d\n", n, r.rate, r.percentile(50), r.percentile(90), r.percentile(99), r.errors)
+	}
+	return nil
+}
+
+// reviews returns a CREATE and an UPDATE review of a realistic DaemonSet.
+func reviews() ([][]byte, error) {
+	ds := fixture.DaemonSet("fluent-bit", func(ds *appsv1.DaemonSet) {
+		ds.Labels = map[string]string{"app.kubernetes.io/name": "fluent-bit", "app.kubernetes.io/instance": "logging"}
+		ds.Spec.Template.Spec.NodeSelector = map[string]string{"kubernetes.io/os": "linux"}
+	})
+	updated := ds.DeepCopy()
+	updated.Spec.Template.Spec.Containers[0].Image = "fluent/fluent-bit:3.3"
+	var out [][]byte
+	for i, pair := range [][2]*appsv1.DaemonSet{{ds, nil}, {updated, ds}} {
+		req := &admissionv1.AdmissionRequest{
+			UID:       types.UID(fmt.Sprintf("loadgen-%d", i)),
+			Kind:      metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "DaemonSet"},
+			Resource:  metav1.GroupVersionResource{Group: "apps", Version: "v1", Resource: "daemonsets"},
+			Name:      ds.Name,
+			Namespace: ds.Namespace,
+			Operation: admissionv1.Create,
+			Object:    runtime.RawExtension{Object: pair[0]},
+		}
+		if pair[1] != nil {
+			req.Operation = admissionv1.Update
+			req.OldObject = runtime.RawExtension{Object: pair[1]}
+		}
+		body, err := json.Marshal(admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"}, Request: req})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, body)
+	}
+	return out, nil
+}
+
+type result struct {
+	rate      float64
+	latencies []time.Duration
+	errors    int
+}
+
+func (r result) percentile(p int) string {
+	if len(r.latencies) == 0 {
+		return "-"
+	}
+	return r.latencies[(len(r.latencies)-1)*p/100].Round(10 * time.Microsecond).String()
+}
+
+// load keeps n connections busy for d, each with its own keep-alive client.
+func load(url string, roots *x509.CertPool, bodies [][]byte, n int, d time.Duration) result {
+	var mu sync.Mutex
+	var all result
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+				TLSClientConfig:     &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+				MaxConnsPerHost:     1,
+				MaxIdleConnsPerHost: 1,
+			}}
+			var mine []time.Duration
+			errs := 0
+			for j := i; time.Now().Before(deadline); j++ {
+				start := time.Now()
+				resp, err := client.Post(url, "application/json", bytes.NewReader(bodies[j%len(bodies)]))
+				if err == nil {
+					_, err = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if err == nil && resp.StatusCode != http.StatusOK {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}
+				if err != nil {
+					errs++
+					continue
+				}
+				mine = append(mine, time.Since(start))
+			}
+			mu.Lock()
+			all.latencies = append(all.latencies, mine...)
+			all.errors += errs
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	slices.Sort(all.latencies)
+	all.rate = float64(len(all.latencies)) / d.Seconds()
+	return all
+}
