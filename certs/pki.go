@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
@@ -27,47 +28,39 @@ type KeyPair struct {
 
 // NewCA returns a self-signed CA certificate valid from notBefore for validity.
 func NewCA(commonName string, notBefore time.Time, validity time.Duration) (*KeyPair, error) {
-	return issue(&cmapi.CertificateSpec{
-		CommonName: commonName,
-		IsCA:       true,
-		Duration:   &metav1.Duration{Duration: validity},
-		Usages:     []cmapi.KeyUsage{cmapi.UsageCertSign, cmapi.UsageDigitalSignature},
-		PrivateKey: &cmapi.CertificatePrivateKey{Algorithm: cmapi.ECDSAKeyAlgorithm, Size: 256},
-	}, nil, notBefore)
+	s := spec(commonName, validity, cmapi.UsageCertSign, cmapi.UsageDigitalSignature)
+	s.IsCA = true
+	return issue(s, nil, notBefore)
 }
 
 // Serving returns a TLS server certificate for the DNS names and IP addresses,
 // signed by the CA, valid from notBefore for validity.
 func (ca *KeyPair) Serving(dnsNames, ipAddresses []string, notBefore time.Time, validity time.Duration) (*KeyPair, error) {
-	return issue(&cmapi.CertificateSpec{
-		CommonName:  firstOf(dnsNames, ipAddresses),
-		DNSNames:    dnsNames,
-		IPAddresses: ipAddresses,
-		Duration:    &metav1.Duration{Duration: validity},
-		Usages:      []cmapi.KeyUsage{cmapi.UsageServerAuth, cmapi.UsageDigitalSignature},
-		PrivateKey:  &cmapi.CertificatePrivateKey{Algorithm: cmapi.ECDSAKeyAlgorithm, Size: 256},
-	}, ca, notBefore)
+	commonName := ""
+	if names := append(slices.Clone(dnsNames), ipAddresses...); len(names) > 0 {
+		commonName = names[0]
+	}
+	s := spec(commonName, validity, cmapi.UsageServerAuth, cmapi.UsageDigitalSignature)
+	s.DNSNames, s.IPAddresses = dnsNames, ipAddresses
+	return issue(s, ca, notBefore)
 }
 
 // Client returns a TLS client certificate for commonName, signed by the CA,
 // valid from notBefore for validity: for mutual TLS between the API server
 // and the webhook.
 func (ca *KeyPair) Client(commonName string, notBefore time.Time, validity time.Duration) (*KeyPair, error) {
-	return issue(&cmapi.CertificateSpec{
-		CommonName: commonName,
-		Duration:   &metav1.Duration{Duration: validity},
-		Usages:     []cmapi.KeyUsage{cmapi.UsageClientAuth, cmapi.UsageDigitalSignature},
-		PrivateKey: &cmapi.CertificatePrivateKey{Algorithm: cmapi.ECDSAKeyAlgorithm, Size: 256},
-	}, ca, notBefore)
+	return issue(spec(commonName, validity, cmapi.UsageClientAuth, cmapi.UsageDigitalSignature), ca, notBefore)
 }
 
-func firstOf(lists ...[]string) string {
-	for _, l := range lists {
-		if len(l) > 0 {
-			return l[0]
-		}
+// spec is a Certificate spec with an ECDSA P-256 key, as cert-manager would
+// be given for daemonset-guard.
+func spec(commonName string, validity time.Duration, usages ...cmapi.KeyUsage) *cmapi.CertificateSpec {
+	return &cmapi.CertificateSpec{
+		CommonName: commonName,
+		Duration:   &metav1.Duration{Duration: validity},
+		Usages:     usages,
+		PrivateKey: &cmapi.CertificatePrivateKey{Algorithm: cmapi.ECDSAKeyAlgorithm, Size: 256},
 	}
-	return ""
 }
 
 // issue creates a key and a certificate for spec, signed by issuer, or

@@ -211,7 +211,9 @@ func TestSelfManagedCertificates(t *testing.T) {
 	t.Run("regenerates a Secret that holds garbage and says so in the log", func(t *testing.T) {
 		g := NewWithT(t)
 		s := e.secret(t)
-		s.Data = map[string][]byte{"ca.crt": []byte("not a certificate"), "ca.key": []byte("-----BEGIN PRIVATE KEY-----\ngarbage\n-----END PRIVATE KEY-----\n"), "tls.crt": {0xff}}
+		// A PEM block of the right type around bytes that are no key.
+		garbageKey := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte("garbage")})
+		s.Data = map[string][]byte{"ca.crt": []byte("not a certificate"), "ca.key": garbageKey, "tls.crt": {0xff}}
 		_, err := client.CoreV1().Secrets(namespace).Update(ctx, s, metav1.UpdateOptions{})
 		g.Expect(err).NotTo(HaveOccurred())
 		_, err = first.Sync(ctx)

@@ -30,7 +30,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -302,10 +301,5 @@ func unavailable(pods []corev1.Pod, targets []string, minReady time.Duration, no
 			n++
 		}
 	}
-	return n
-}
-
-func resolve(v *intstr.IntOrString, total int) int {
-	n, _ := intstr.GetScaledValueFromIntOrPercent(v, total, true)
 	return n
 }

@@ -44,7 +44,7 @@ func TestKillingTheWebhookDuringABurstLosesNothing(t *testing.T) {
 	dsClient := wh.Client.AppsV1().DaemonSets("burst")
 	// The informer has seen the nodes once a create needs no warning.
 	g.Eventually(func() []string {
-		_, _ = dsClient.Create(ctx, withoutDefaults(fixture.DaemonSet("probe")), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		_, _ = dsClient.Create(ctx, fixture.Written("probe", inNamespace("burst")), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		return wh.Warnings.Take()
 	}, 10*time.Second, 100*time.Millisecond).Should(BeEmpty())
 
@@ -62,7 +62,7 @@ func TestKillingTheWebhookDuringABurstLosesNothing(t *testing.T) {
 					return
 				default:
 				}
-				ds := withoutDefaults(fixture.DaemonSet("burst-" + strconv.FormatInt(next.Add(1), 10)))
+				ds := fixture.Written("burst-"+strconv.FormatInt(next.Add(1), 10), inNamespace("burst"))
 				_, err := dsClient.Create(ctx, ds, metav1.CreateOptions{})
 				switch {
 				case err == nil:
@@ -113,9 +113,6 @@ func TestKillingTheWebhookDuringABurstLosesNothing(t *testing.T) {
 	t.Logf("%d created, %d refused while down, %d refused half-mutated, %d mutating calls failed open", created.Load(), refused.Load(), halfMutated.Load(), count)
 }
 
-// withoutDefaults is a DaemonSet as a client sends it.
-func withoutDefaults(ds *appsv1.DaemonSet) *appsv1.DaemonSet {
-	ds.Namespace = "burst"
-	ds.Spec.UpdateStrategy = appsv1.DaemonSetUpdateStrategy{}
-	return ds
+func inNamespace(ns string) func(*appsv1.DaemonSet) {
+	return func(ds *appsv1.DaemonSet) { ds.Namespace = ns }
 }

@@ -83,23 +83,16 @@ func TestThroughTheAPIServer(t *testing.T) {
 	_, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "logging"}}, metav1.CreateOptions{})
 	g.Expect(err).NotTo(HaveOccurred())
 	dsClient := c.Client.AppsV1().DaemonSets("logging")
-	// The fixture is shaped like an admission request; a client sends it
-	// without the defaults and lets the API server add them.
-	newDaemonSet := func(name string, change ...func(*appsv1.DaemonSet)) *appsv1.DaemonSet {
-		ds := fixture.DaemonSet(name, change...)
-		ds.Spec.UpdateStrategy = appsv1.DaemonSetUpdateStrategy{}
-		return ds
-	}
 	// The inventory learns of the nodes through its informer, asynchronously.
 	g.Eventually(func() []string {
-		_, err := dsClient.Create(ctx, newDaemonSet("probe"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		_, err := dsClient.Create(ctx, fixture.Written("probe"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		g.Expect(err).NotTo(HaveOccurred())
 		return c.Warnings.Take()
 	}, 10*time.Second, 100*time.Millisecond).Should(BeEmpty(), "the webhook should see the nodes")
 
 	t.Run("a created DaemonSet comes back with the injected tolerations and rollout strategy", func(t *testing.T) {
 		g := NewWithT(t)
-		ds, err := dsClient.Create(ctx, newDaemonSet("fluentd"), metav1.CreateOptions{})
+		ds, err := dsClient.Create(ctx, fixture.Written("fluentd"), metav1.CreateOptions{})
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(ds.Spec.Template.Spec.Tolerations).To(ConsistOf(corev1.Toleration{Key: "node-role.kubernetes.io/control-plane", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}))
 		g.Expect(ds.Spec.UpdateStrategy.Type).To(Equal(appsv1.RollingUpdateDaemonSetStrategyType))
@@ -121,7 +114,7 @@ func TestThroughTheAPIServer(t *testing.T) {
 
 	t.Run("an update that leaves the template alone never changes the template", func(t *testing.T) {
 		g := NewWithT(t)
-		ds, err := dsClient.Create(ctx, newDaemonSet("fluent-bit", func(ds *appsv1.DaemonSet) {
+		ds, err := dsClient.Create(ctx, fixture.Written("fluent-bit", func(ds *appsv1.DaemonSet) {
 			ds.Annotations = map[string]string{"daemonset-guard.io/skip": "default-tolerations"}
 		}), metav1.CreateOptions{})
 		g.Expect(err).NotTo(HaveOccurred())
@@ -150,14 +143,14 @@ func TestThroughTheAPIServer(t *testing.T) {
 
 	t.Run("a template whose labels the selector does not match is refused", func(t *testing.T) {
 		g := NewWithT(t)
-		_, err := dsClient.Create(ctx, newDaemonSet("mismatch", func(ds *appsv1.DaemonSet) { ds.Spec.Template.Labels = map[string]string{"app": "other"} }), metav1.CreateOptions{})
+		_, err := dsClient.Create(ctx, fixture.Written("mismatch", func(ds *appsv1.DaemonSet) { ds.Spec.Template.Labels = map[string]string{"app": "other"} }), metav1.CreateOptions{})
 		g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
 		g.Expect(err.Error()).To(ContainSubstring("`selector` does not match template `labels`"))
 	})
 
 	t.Run("a DaemonSet that targets no node gets the warning with the reasons", func(t *testing.T) {
 		g := NewWithT(t)
-		_, err := dsClient.Create(ctx, newDaemonSet("nvme-agent", withNodeSelector("disktype", "nvme")), metav1.CreateOptions{})
+		_, err := dsClient.Create(ctx, fixture.Written("nvme-agent", withNodeSelector("disktype", "nvme")), metav1.CreateOptions{})
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(c.Warnings.Take()).To(ConsistOf(
 			"[targets-nodes] spec.template.spec: the DaemonSet would run on no node: 0 of 4 nodes: 4 lack label disktype=nvme"))
@@ -171,7 +164,7 @@ func TestThroughTheAPIServer(t *testing.T) {
 		_, err = c.Client.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{})
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Eventually(func() []string {
-			_, err := dsClient.Create(ctx, newDaemonSet("nvme-agent-2", withNodeSelector("disktype", "nvme")), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+			_, err := dsClient.Create(ctx, fixture.Written("nvme-agent-2", withNodeSelector("disktype", "nvme")), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 			g.Expect(err).NotTo(HaveOccurred())
 			return c.Warnings.Take()
 		}, 5*time.Second, 50*time.Millisecond).Should(BeEmpty(), "hdd-1 now has disktype=nvme")
@@ -181,7 +174,7 @@ func TestThroughTheAPIServer(t *testing.T) {
 		g := NewWithT(t)
 		writePolicy(t, c.policyFile, policy.Deny)
 		g.Eventually(func() error {
-			_, err := dsClient.Create(ctx, newDaemonSet("gpu-agent", withNodeSelector("gpu", "true")), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+			_, err := dsClient.Create(ctx, fixture.Written("gpu-agent", withNodeSelector("gpu", "true")), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 			return err
 		}, 5*time.Second, 100*time.Millisecond).Should(MatchError(And(
 			ContainSubstring(`admission webhook "validate.daemonset-guard.io" denied the request`),

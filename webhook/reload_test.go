@@ -13,6 +13,7 @@ import (
 	"github.com/go-logr/logr"
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/daemonset-guard/daemonset-guard/internal/fixture"
 	"github.com/daemonset-guard/daemonset-guard/webhook/inventory"
@@ -114,5 +115,7 @@ func TestPolicyReloadUnderLoadNeverMixesPolicies(t *testing.T) {
 	g.Expect(seen["a"]).To(BeNumerically(">", 0))
 	g.Expect(seen["b"]).To(BeNumerically(">", 0), "the reloads took effect under load")
 	g.Expect(failedReloads.Load()).To(BeNumerically(">", 0), "the invalid versions were seen and refused")
+	g.Expect(testutil.ToFloat64(metrics.reloads.WithLabelValues("failed"))).To(BeEquivalentTo(failedReloads.Load()), "failed reloads are counted")
+	g.Expect(testutil.ToFloat64(metrics.reloads.WithLabelValues("ok"))).To(BeNumerically(">", 0), "good reloads are counted")
 	t.Logf("answers under policy a: %d, under policy b: %d; %d invalid reloads refused", seen["a"], seen["b"], failedReloads.Load())
 }

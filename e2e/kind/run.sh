@@ -29,5 +29,7 @@ make -C "$root" docker-build IMG=daemonset-guard:e2e
 "$kubectl" -n daemonset-guard-system wait certificate --all --for=condition=Ready --timeout=120s
 "$kubectl" -n daemonset-guard-system rollout status deployment/daemonset-guard --timeout=180s
 
+# Adding a node needs kwok to play its kubelet; on kind a Node object made by
+# the suite would stay NotReady, so that one test runs on the local cluster only.
 KUBECTL=$kubectl E2E_POLICY_CONFIGMAP=daemonset-guard-system/daemonset-guard-policy \
-	go -C "$root" test -tags e2e -count=1 -timeout 30m -v ./e2e/
+	go -C "$root" test -tags e2e -count=1 -timeout 30m -v -skip '^TestANewNodeGetsAPodAndThePredictionFollows$' ./e2e/

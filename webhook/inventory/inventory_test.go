@@ -1,14 +1,19 @@
 package inventory
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
 	"testing"
 	"time"
 
+	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 	v1helper "k8s.io/component-helpers/scheduling/corev1"
 	"k8s.io/component-helpers/scheduling/corev1/nodeaffinity"
@@ -241,5 +246,42 @@ func TestStripNodeKeepsOnlyWhatPlacementNeeds(t *testing.T) {
 	}
 	if other, _ := StripNode("not a node"); other != "not a node" {
 		t.Errorf("StripNode changed an object that is not a Node: %v", other)
+	}
+}
+
+func TestInventoryIsNotSyncedUntilTheInformerListedEveryNode(t *testing.T) {
+	release := make(chan struct{})
+	informer := cache.NewSharedIndexInformer(&cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, _ metav1.ListOptions) (runtime.Object, error) {
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			return &corev1.NodeList{Items: []corev1.Node{*fixture.Node("n1", []string{"disktype", "ssd"})}}, nil
+		},
+		WatchFuncWithContext: func(_ context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+			if opts.SendInitialEvents != nil {
+				// Refuse streaming lists, as an older API server does, so
+				// that the informer lists.
+				return nil, errors.New("streaming lists are not supported here")
+			}
+			return watch.NewFake(), nil
+		},
+	}, &corev1.Node{}, 0, cache.Indexers{})
+	inv := New()
+	if err := inv.Attach(informer); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go informer.RunWithContext(ctx)
+
+	g := NewWithT(t)
+	g.Consistently(inv.Synced, 300*time.Millisecond, 10*time.Millisecond).Should(BeFalse(), "not synced while the first list is under way")
+	close(release)
+	g.Eventually(inv.Synced, 5*time.Second, 10*time.Millisecond).Should(BeTrue(), "synced once the first list arrived")
+	if n, _ := inv.Size(); n != 1 {
+		t.Errorf("synced with %d nodes, want the listed one", n)
 	}
 }

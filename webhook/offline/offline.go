@@ -89,14 +89,15 @@ func Evaluate(written *appsv1.DaemonSet, pol *policy.Policy, nodes rules.Nodes) 
 			return nil, err
 		}
 	}
-	for _, f := range rules.Validate(&rules.Input{Operation: rules.Create, Object: mutated, Policy: pol, Nodes: nodes}) {
+	in := &rules.Input{Operation: rules.Create, Object: mutated, Policy: pol, Nodes: nodes}
+	for _, f := range rules.Validate(in) {
 		res.Findings = append(res.Findings, Finding{Rule: f.Rule, Action: f.Action, Field: f.Field.String(), Message: f.Message})
 		if f.Action == policy.Deny {
 			res.Verdict = Denied
 		}
 	}
 	if nodes != nil && nodes.Synced() {
-		cov := nodes.Coverage(&mutated.Spec.Template.Spec)
+		cov := in.Coverage() // computed once for the rules already
 		res.Coverage = &cov
 	}
 	return res, nil

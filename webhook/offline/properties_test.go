@@ -59,9 +59,7 @@ func randomPolicy(rng *rand.Rand) *policy.Policy {
 // randomDaemonSet writes a DaemonSet as a user might: some tolerations, a
 // strategy or not, a nodeSelector or not, annotations that change the rules.
 func randomDaemonSet(rng *rand.Rand, i int) *appsv1.DaemonSet {
-	ds := fixture.DaemonSet(fmt.Sprintf("ds-%d", i))
-	ds.Spec.UpdateStrategy = appsv1.DaemonSetUpdateStrategy{}
-	ds.Spec.RevisionHistoryLimit = nil
+	ds := fixture.Written(fmt.Sprintf("ds-%d", i))
 	ds.Spec.Template.Spec.Tolerations = pick(rng, someTolerations)
 	switch rng.IntN(4) {
 	case 0:

@@ -6,7 +6,6 @@ package rules
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 
@@ -80,12 +79,12 @@ func (in *Input) nodesReady(rule string) (bool, []Finding) {
 
 // Finding is one thing a rule found.
 type Finding struct {
-	Rule string `json:"rule"`
+	Rule string
 	// Action is Deny or Warn. Rules leave it empty to mean "what the policy
 	// says for this rule"; advisory findings set Warn.
-	Action  policy.Action `json:"action"`
-	Field   *field.Path   `json:"-"`
-	Message string        `json:"message"`
+	Action  policy.Action
+	Field   *field.Path
+	Message string
 }
 
 // String formats the finding as an admission warning.
@@ -155,11 +154,6 @@ func pendingMutations(in *Input) []Finding {
 			Message: "the mutating webhook has not applied this rule, which it fails open on when it cannot be reached; retry the request"})
 	}
 	return out
-}
-
-// Denied returns the denying findings.
-func Denied(findings []Finding) []Finding {
-	return slices.DeleteFunc(slices.Clone(findings), func(f Finding) bool { return f.Action != policy.Deny })
 }
 
 // applies reports whether the rule applies to the object, given the policy's
