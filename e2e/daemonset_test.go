@@ -148,10 +148,8 @@ func TestRollingUpdateObeysTheInjectedMaxUnavailable(t *testing.T) {
 	// Let every pod become available before the rollout starts.
 	g.Eventually(func() int { return unavailable(c.pods(t, ds), targets, minReady, time.Now()) }, 30*time.Second, 250*time.Millisecond).Should(BeZero())
 
-	ds.Spec.Template.Spec.Containers[0].Image = "httpd:2.4.63"
 	start := time.Now()
-	_, err = c.client.AppsV1().DaemonSets(ns).Update(context.Background(), ds, metav1.UpdateOptions{})
-	g.Expect(err).NotTo(HaveOccurred())
+	c.updateDaemonSet(t, ds, func(ds *appsv1.DaemonSet) { ds.Spec.Template.Spec.Containers[0].Image = "httpd:2.4.63" })
 
 	rollout := make(chan string, 1)
 	go func() {
@@ -278,9 +276,7 @@ func TestMetadataUpdateRollsNothingAfterThePolicyChanged(t *testing.T) {
 		return created.Spec.Template.Spec.Tolerations
 	}, 90*time.Second, 500*time.Millisecond).Should(ContainElement(HaveField("Key", "e2e-policy-change")), "the new policy is in force")
 
-	ds.Labels = map[string]string{"team": "platform"}
-	updated, err := c.client.AppsV1().DaemonSets(ns).Update(ctx, ds, metav1.UpdateOptions{})
-	g.Expect(err).NotTo(HaveOccurred())
+	updated := c.updateDaemonSet(t, ds, func(ds *appsv1.DaemonSet) { ds.Labels = map[string]string{"team": "platform"} })
 	g.Expect(updated.Spec.Template.Spec.Tolerations).NotTo(ContainElement(HaveField("Key", "e2e-policy-change")), "the template was left alone")
 	g.Expect(updated.Generation).To(Equal(ds.Generation), "the spec did not change")
 	g.Consistently(func() []corev1.Pod { return c.pods(t, ds) }, 5*time.Second, 500*time.Millisecond).Should(HaveLen(len(pods)))

@@ -33,6 +33,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/daemonset-guard/daemonset-guard/internal/testenv"
 )
@@ -65,10 +66,13 @@ func connect(t *testing.T) *cluster {
 func (c *cluster) namespace(t *testing.T, name string) string {
 	t.Helper()
 	ctx := context.Background()
-	_, err := c.client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	// A generated name lets the suite run again while an earlier run's
+	// namespaces are still terminating.
+	created, err := c.client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: name + "-"}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	name = created.Name
 	t.Cleanup(func() {
 		if t.Failed() {
 			c.report(t, name)
@@ -230,26 +234,53 @@ func (c *cluster) nodes(t *testing.T, keep func(corev1.Node) bool) []string {
 // updateNode changes a node and undoes the change when the test ends.
 func (c *cluster) updateNode(t *testing.T, name string, change func(*corev1.Node)) {
 	t.Helper()
-	ctx := context.Background()
-	node, err := c.client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	original := node.DeepCopy()
-	change(node)
-	if _, err := c.client.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
+	nodes := c.client.CoreV1().Nodes()
+	var original *corev1.Node
+	if err := update(nodes.Get, nodes.Update, name, func(n *corev1.Node) {
+		original = n.DeepCopy()
+		change(n)
+	}); err != nil {
+		t.Fatalf("changing node %s: %v", name, err)
 	}
 	t.Cleanup(func() {
-		current, err := c.client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err := update(nodes.Get, nodes.Update, name, func(n *corev1.Node) {
+			n.Labels, n.Spec.Taints = original.Labels, original.Spec.Taints
+		}); err != nil {
+			t.Errorf("restoring node %s: %v", name, err)
+		}
+	})
+}
+
+// updateDaemonSet changes the current version of a DaemonSet and returns what
+// the API server stored.
+func (c *cluster) updateDaemonSet(t *testing.T, ds *appsv1.DaemonSet, change func(*appsv1.DaemonSet)) *appsv1.DaemonSet {
+	t.Helper()
+	daemonSets := c.client.AppsV1().DaemonSets(ds.Namespace)
+	var stored *appsv1.DaemonSet
+	err := update(daemonSets.Get, func(ctx context.Context, ds *appsv1.DaemonSet, opts metav1.UpdateOptions) (*appsv1.DaemonSet, error) {
+		var err error
+		stored, err = daemonSets.Update(ctx, ds, opts)
+		return stored, err
+	}, ds.Name, change)
+	if err != nil {
+		t.Fatalf("updating DaemonSet %s/%s: %v", ds.Namespace, ds.Name, err)
+	}
+	return stored
+}
+
+// update reads an object, changes it and writes it back, again on a conflict:
+// the controllers and kwok write status while a test runs, so an object read
+// earlier is often stale by the time the test changes it.
+func update[T any](get func(context.Context, string, metav1.GetOptions) (T, error), put func(context.Context, T, metav1.UpdateOptions) (T, error), name string, change func(T)) error {
+	ctx := context.Background()
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		current, err := get(ctx, name, metav1.GetOptions{})
 		if err != nil {
-			t.Errorf("restoring node %s: %v", name, err)
-			return
+			return err
 		}
-		current.Labels, current.Spec.Taints = original.Labels, original.Spec.Taints
-		if _, err := c.client.CoreV1().Nodes().Update(ctx, current, metav1.UpdateOptions{}); err != nil {
-			t.Errorf("restoring node %s: %v", name, err)
-		}
+		change(current)
+		_, err = put(ctx, current, metav1.UpdateOptions{})
+		return err
 	})
 }
 
