@@ -20,20 +20,21 @@ func (m *Mutator) Handle(_ context.Context, req admission.Request) admission.Res
 	if err != nil {
 		return refuse(err)
 	}
-	original := in.Object.DeepCopy()
+	// Only the fields the rules may change are diffed (rules.MutableFields;
+	// TestMutableFieldsPatchEqualsTheWholeObjectPatch holds it to the whole
+	// object diff). Diffing the decoded object, not the raw request, also
+	// keeps a field that a newer API server sends and this build's types do
+	// not know from being patched away.
+	before, err := json.Marshal(rules.MutableFields(in.Object))
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
 	mutated := rules.Mutate(in)
 	m.record(req, nil, mutated, true)
 	if len(mutated) == 0 {
 		return admission.Allowed("")
 	}
-	// The patch is computed between the decoded object and its mutation, not
-	// from the raw request: a field that a newer API server sends and this
-	// build's types do not know would otherwise be patched away.
-	before, err := json.Marshal(original)
-	if err != nil {
-		return admission.Errored(http.StatusInternalServerError, err)
-	}
-	after, err := json.Marshal(in.Object)
+	after, err := json.Marshal(rules.MutableFields(in.Object))
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
