@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	sigsjson "sigs.k8s.io/json"
 
 	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
 	"github.com/daemonset-guard/daemonset-guard/webhook/rules"
@@ -30,11 +31,10 @@ var (
 )
 
 // handler holds what both webhooks share: the policy in force, the nodes,
-// the decoder, metrics and the logger.
+// metrics and the logger.
 type handler struct {
 	policy  *policy.Store
 	nodes   rules.Nodes
-	decoder admission.Decoder
 	metrics *Metrics
 	log     logr.Logger
 }
@@ -81,9 +81,10 @@ func (h *handler) decode(raw runtime.RawExtension, name string) (*appsv1.DaemonS
 		return nil, fmt.Errorf("the admission request has no %s", name)
 	}
 	ds := &appsv1.DaemonSet{}
-	// The decoder refuses JSON of any other kind or version, but takes JSON
-	// that names none for whatever it is asked to fill.
-	if err := h.decoder.DecodeRaw(raw, ds); err != nil {
+	// What the API server's JSON serializer does, without the first pass it
+	// makes over the whole body to find apiVersion and kind: this one type is
+	// all the webhook decodes, and TypeMeta is checked below.
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw.Raw, ds); err != nil {
 		return nil, fmt.Errorf("decoding %s: %w", name, err)
 	}
 	if ds.APIVersion != "apps/v1" || ds.Kind != daemonSetKind.Kind {

@@ -50,10 +50,7 @@ func testHandlers(t testing.TB, nodes rules.Nodes) (*Mutator, *Validator, *Metri
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, v, err := newHandlers(policy.NewStore(p), nodes, metrics, logr.Discard())
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, v := newHandlers(policy.NewStore(p), nodes, metrics, logr.Discard())
 	return m, v, metrics
 }
 
@@ -156,10 +153,10 @@ func TestMutatingHandler(t *testing.T) {
 			message: "daemonset-guard judges apps/v1 daemonsets, not apps/v1 DaemonSet apps/v1 deployments"},
 		{name: "refuses an object of the wrong kind with 400",
 			body: reviewBody("CREATE", `{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web"}}`, nil, ""), code: http.StatusBadRequest,
-			message: "decoding object: unable to decode apps/v1, Kind=Deployment into *v1.DaemonSet"},
+			message: `object has apiVersion "apps/v1" and kind "Deployment", not apps/v1 DaemonSet`},
 		{name: "refuses a DaemonSet of an older API version with 400",
 			body: reviewBody("CREATE", `{"apiVersion":"apps/v1beta2","kind":"DaemonSet","metadata":{"name":"fluentd"}}`, nil, ""), code: http.StatusBadRequest,
-			message: "unable to decode apps/v1beta2, Kind=DaemonSet into *v1.DaemonSet"},
+			message: `object has apiVersion "apps/v1beta2" and kind "DaemonSet", not apps/v1 DaemonSet`},
 		{name: "refuses an object without apiVersion and kind with 400",
 			body: reviewBody("CREATE", `{"metadata":{"name":"fluentd"}}`, nil, ""), code: http.StatusBadRequest,
 			message: `object has apiVersion "" and kind "", not apps/v1 DaemonSet`},

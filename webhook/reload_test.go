@@ -58,8 +58,7 @@ func TestPolicyReloadUnderLoadNeverMixesPolicies(t *testing.T) {
 	defer cancel()
 	go func() { _ = watcher.Start(ctx) }()
 
-	m, v, err := newHandlers(store, inventory.New(cluster()...), metrics, logr.Discard())
-	g.Expect(err).NotTo(HaveOccurred())
+	m, v := newHandlers(store, inventory.New(cluster()...), metrics, logr.Discard())
 	mutate := routes(m, v, DefaultRequestTimeout)[MutatePath]
 	body := reviewBody("CREATE", fixture.DaemonSet("fluentd"), nil, "")
 

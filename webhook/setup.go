@@ -13,13 +13,10 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/daemonset-guard/daemonset-guard/webhook/inventory"
 	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
@@ -101,10 +98,7 @@ func Setup(ctx context.Context, mgr manager.Manager, opts Options) error {
 		return fmt.Errorf("adding the webhook readiness check: %w", err)
 	}
 
-	mutator, validator, err := newHandlers(store, inv, metrics, opts.Log)
-	if err != nil {
-		return err
-	}
+	mutator, validator := newHandlers(store, inv, metrics, opts.Log)
 	timeout := opts.RequestTimeout
 	if timeout == 0 {
 		timeout = DefaultRequestTimeout
@@ -115,14 +109,10 @@ func Setup(ctx context.Context, mgr manager.Manager, opts Options) error {
 	return nil
 }
 
-func newHandlers(store *policy.Store, nodes rules.Nodes, metrics *Metrics, log logr.Logger) (*Mutator, *Validator, error) {
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return nil, nil, fmt.Errorf("building the scheme: %w", err)
-	}
-	h := handler{policy: store, nodes: nodes, decoder: admission.NewDecoder(scheme), metrics: metrics}
+func newHandlers(store *policy.Store, nodes rules.Nodes, metrics *Metrics, log logr.Logger) (*Mutator, *Validator) {
+	h := handler{policy: store, nodes: nodes, metrics: metrics}
 	mutator, validator := &Mutator{h}, &Validator{h}
 	mutator.log = log.WithName("mutate")
 	validator.log = log.WithName("validate")
-	return mutator, validator, nil
+	return mutator, validator
 }

@@ -147,7 +147,7 @@ func pendingMutations(in *Input) []Finding {
 		return nil
 	}
 	probe := *in
-	probe.Object = in.Object.DeepCopy()
+	probe.Object = withOwnMutableFields(in.Object)
 	var out []Finding
 	for _, rule := range Mutate(&probe) {
 		out = append(out, Finding{Rule: rule, Action: policy.Deny, Field: field.NewPath("spec"),
