@@ -11,43 +11,12 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/daemonset-guard/daemonset-guard/internal/fixture"
 )
-
-// realistic is a log collector of the size real ones have (about 4 KB of
-// JSON): volumes, mounts, environment, resources and probes.
-func realistic() *appsv1.DaemonSet {
-	return fixture.DaemonSet("fluent-bit", func(ds *appsv1.DaemonSet) {
-		ds.Labels = map[string]string{"app.kubernetes.io/name": "fluent-bit", "app.kubernetes.io/instance": "logging", "app.kubernetes.io/managed-by": "Helm"}
-		ds.Annotations = map[string]string{"meta.helm.sh/release-name": "logging", "meta.helm.sh/release-namespace": "logging"}
-		spec := &ds.Spec.Template.Spec
-		spec.ServiceAccountName = "fluent-bit"
-		spec.PriorityClassName = "system-node-critical"
-		c := &spec.Containers[0]
-		c.Args = []string{"--workdir=/fluent-bit/etc", "--config=/fluent-bit/etc/conf/fluent-bit.conf"}
-		c.Ports = []corev1.ContainerPort{{Name: "http", ContainerPort: 2020, Protocol: corev1.ProtocolTCP}}
-		c.Resources = corev1.ResourceRequirements{
-			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi")},
-			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
-		}
-		probe := &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/api/v1/health", Port: intstr.FromString("http")}}, PeriodSeconds: 10}
-		c.LivenessProbe, c.ReadinessProbe = probe, probe
-		for _, name := range []string{"NODE_NAME", "POD_NAME", "POD_NAMESPACE", "HOST_IP"} {
-			c.Env = append(c.Env, corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}})
-		}
-		for _, v := range []struct{ name, path string }{{"varlog", "/var/log"}, {"varlibdockercontainers", "/var/lib/docker/containers"}, {"etcmachineid", "/etc/machine-id"}, {"config", "/fluent-bit/etc/conf"}} {
-			spec.Volumes = append(spec.Volumes, corev1.Volume{Name: v.name, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: v.path}}})
-			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: v.name, MountPath: v.path, ReadOnly: true})
-		}
-		spec.Tolerations = []corev1.Toleration{{Key: "node-role.kubernetes.io/master", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}}
-	})
-}
 
 // allowAll is the decode-only baseline: controller-runtime's typed validator
 // that decodes the object and allows it.
@@ -87,7 +56,7 @@ func naiveMutator(scheme *runtime.Scheme) admission.HandlerFunc {
 // baselines measured in the same run: a validator that only decodes and
 // allows, and a naive mutator. `make bench` prints the ratios.
 func BenchmarkHandlers(b *testing.B) {
-	create := reviewBody("CREATE", realistic(), nil, "")
+	create := reviewBody("CREATE", fixture.Realistic(), nil, "")
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		b.Fatal(err)
