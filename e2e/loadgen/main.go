@@ -1,9 +1,13 @@
 // Command loadgen sends admission reviews to a running daemonset-guard the
 // way the API server does (HTTPS, HTTP/1.1, keep-alive connections), a mix of
-// CREATE and UPDATE of a realistic DaemonSet, and reports throughput and
-// latency percentiles at each number of connections.
+// CREATE and UPDATE of a realistic DaemonSet, and reports throughput, latency
+// percentiles and the share of requests allowed at each number of
+// connections. With --policy-file the DaemonSets are first mutated as the
+// mutating webhook would under that policy, which is what the API server sends
+// the validating webhook.
 //
-//	loadgen --url https://127.0.0.1:19443/validate-apps-v1-daemonset --ca .cluster/certs/ca.crt
+//	loadgen --url https://127.0.0.1:19443/validate-apps-v1-daemonset --ca .cluster/certs/ca.crt \
+//		[--policy-file .cluster/policy.yaml] [--rows bench-rows.md --label "validate, 5,000 nodes"]
 package main
 
 import (
@@ -30,6 +34,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/daemonset-guard/daemonset-guard/internal/fixture"
+	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
+	"github.com/daemonset-guard/daemonset-guard/webhook/rules"
 )
 
 func main() {
@@ -45,6 +51,9 @@ func run(args []string, out io.Writer) error {
 	caFile := fs.String("ca", "", "CA certificate of the webhook's serving certificate")
 	levels := fs.String("connections", "1,8,64", "comma-separated numbers of concurrent keep-alive connections")
 	duration := fs.Duration("duration", 10*time.Second, "how long to send at each level")
+	policyFile := fs.String("policy-file", "", "mutate the DaemonSets under this policy first, as the API server does before validation")
+	rowsFile := fs.String("rows", "", "append the results as markdown table rows to this file")
+	label := fs.String("label", "", "what the rows measure, e.g. \"validate, 5,000 nodes\"")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -59,30 +68,55 @@ func run(args []string, out io.Writer) error {
 	if !roots.AppendCertsFromPEM(ca) {
 		return fmt.Errorf("%s holds no certificate", *caFile)
 	}
-	bodies, err := reviews()
+	var pol *policy.Policy
+	if *policyFile != "" {
+		if pol, err = policy.Load(*policyFile); err != nil {
+			return err
+		}
+	}
+	bodies, err := reviews(pol)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "%-11s %10s %9s %9s %9s %7s\n", "connections", "req/s", "p50", "p90", "p99", "errors")
+	var rows strings.Builder
+	fmt.Fprintf(out, "%-11s %10s %9s %9s %9s %8s %7s\n", "connections", "req/s", "p50", "p90", "p99", "allowed", "errors")
 	for _, field := range strings.Split(*levels, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(field))
 		if err != nil || n < 1 {
 			return fmt.Errorf("bad --connections entry %q", field)
 		}
 		r := load(*url, roots, bodies, n, *duration)
-		fmt.Fprintf(out, "%-11d %10.0f %9s %9s %9s %7d\n", n, r.rate, r.percentile(50), r.percentile(90), r.percentile(99), r.errors)
+		allowed := fmt.Sprintf("%.0f%%", 100*float64(r.allowed)/float64(max(1, len(r.latencies))))
+		fmt.Fprintf(out, "%-11d %10.0f %9s %9s %9s %8s %7d\n", n, r.rate, r.percentile(50), r.percentile(90), r.percentile(99), allowed, r.errors)
+		fmt.Fprintf(&rows, "| HTTPS load, %s, %d connections | %.0f req/s, p50 %s, p99 %s, %s allowed, %d errors | | |\n",
+			*label, n, r.rate, r.percentile(50), r.percentile(99), allowed, r.errors)
 	}
-	return nil
+	if *rowsFile == "" {
+		return nil
+	}
+	f, err := os.OpenFile(*rowsFile, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(rows.String()); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
-// reviews returns a CREATE and an UPDATE review of a realistic DaemonSet.
-func reviews() ([][]byte, error) {
-	ds := fixture.DaemonSet("fluent-bit", func(ds *appsv1.DaemonSet) {
-		ds.Labels = map[string]string{"app.kubernetes.io/name": "fluent-bit", "app.kubernetes.io/instance": "logging"}
+// reviews returns a CREATE and an UPDATE review of a realistic DaemonSet,
+// mutated under pol when it is not nil.
+func reviews(pol *policy.Policy) ([][]byte, error) {
+	ds := fixture.Realistic(func(ds *appsv1.DaemonSet) {
 		ds.Spec.Template.Spec.NodeSelector = map[string]string{"kubernetes.io/os": "linux"}
 	})
 	updated := ds.DeepCopy()
 	updated.Spec.Template.Spec.Containers[0].Image = "fluent/fluent-bit:3.3"
+	if pol != nil {
+		rules.Mutate(&rules.Input{Operation: rules.Create, Object: ds, Policy: pol})
+		rules.Mutate(&rules.Input{Operation: rules.Update, Object: updated, OldObject: ds, Policy: pol})
+	}
 	var out [][]byte
 	for i, pair := range [][2]*appsv1.DaemonSet{{ds, nil}, {updated, ds}} {
 		req := &admissionv1.AdmissionRequest{
@@ -110,6 +144,7 @@ func reviews() ([][]byte, error) {
 type result struct {
 	rate      float64
 	latencies []time.Duration
+	allowed   int
 	errors    int
 }
 
@@ -134,12 +169,14 @@ func load(url string, roots *x509.CertPool, bodies [][]byte, n int, d time.Durat
 				MaxIdleConnsPerHost: 1,
 			}}
 			var mine []time.Duration
-			errs := 0
+			errs, allowed := 0, 0
+			var answer bytes.Buffer
 			for j := i; time.Now().Before(deadline); j++ {
 				start := time.Now()
 				resp, err := client.Post(url, "application/json", bytes.NewReader(bodies[j%len(bodies)]))
 				if err == nil {
-					_, err = io.Copy(io.Discard, resp.Body)
+					answer.Reset()
+					_, err = answer.ReadFrom(resp.Body)
 					resp.Body.Close()
 					if err == nil && resp.StatusCode != http.StatusOK {
 						err = fmt.Errorf("status %d", resp.StatusCode)
@@ -150,9 +187,13 @@ func load(url string, roots *x509.CertPool, bodies [][]byte, n int, d time.Durat
 					continue
 				}
 				mine = append(mine, time.Since(start))
+				if bytes.Contains(answer.Bytes(), []byte(`"allowed":true`)) {
+					allowed++
+				}
 			}
 			mu.Lock()
 			all.latencies = append(all.latencies, mine...)
+			all.allowed += allowed
 			all.errors += errs
 			mu.Unlock()
 		})
