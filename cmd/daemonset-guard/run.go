@@ -3,23 +3,23 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
+	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apiserver/pkg/server/dynamiccertificates"
 	"k8s.io/client-go/kubernetes"
-
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/client/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -50,10 +50,15 @@ func run(ctx context.Context, cfg config) error {
 		return fmt.Errorf("loading the serving certificate from --webhook-cert-dir %s: %w", cfg.webhookCertDir, err)
 	}
 
-	tlsOpts, err := servingTLS(watcher, cfg.enableHTTP2, cfg.clientCAFile)
-	if err != nil {
-		return err
+	var clientCAs *dynamiccertificates.DynamicFileCAContent
+	if cfg.clientCAFile != "" {
+		// The API server's own --client-ca-file loader: it reloads the file
+		// when it changes and keeps the last good bundle when it breaks.
+		if clientCAs, err = dynamiccertificates.NewDynamicCAContentFromFile("client-ca", cfg.clientCAFile); err != nil {
+			return fmt.Errorf("loading --client-ca-file: %w", err)
+		}
 	}
+	tlsOpts := servingTLS(watcher, cfg.enableHTTP2, clientCAs)
 
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Cache:                  webhook.CacheOptions(),
@@ -71,6 +76,11 @@ func run(ctx context.Context, cfg config) error {
 	}
 	if err := mgr.Add(watcher); err != nil {
 		return fmt.Errorf("adding the certificate watcher: %w", err)
+	}
+	if clientCAs != nil {
+		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error { clientCAs.Run(ctx, 1); return nil })); err != nil {
+			return fmt.Errorf("adding the client CA watcher: %w", err)
+		}
 	}
 	if selfManaged != nil {
 		if err := mgr.Add(selfManaged); err != nil {
@@ -91,31 +101,32 @@ func run(ctx context.Context, cfg config) error {
 }
 
 // servingTLS serves TLS 1.2 or newer with the watcher's current certificate,
-// HTTP/1.1 only unless HTTP/2 is enabled, and, given a client CA file, only
-// to callers with a certificate that CA signed.
-func servingTLS(watcher *certwatcher.CertWatcher, enableHTTP2 bool, clientCAFile string) ([]func(*tls.Config), error) {
-	var clientCAs *x509.CertPool
-	if clientCAFile != "" {
-		pem, err := os.ReadFile(clientCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("reading --client-ca-file: %w", err)
-		}
-		clientCAs = x509.NewCertPool()
-		if !clientCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--client-ca-file %s holds no PEM certificate", clientCAFile)
-		}
-	}
+// HTTP/1.1 only unless HTTP/2 is enabled, and, given client CAs, only to
+// callers with a certificate that one of the current CAs signed.
+func servingTLS(watcher *certwatcher.CertWatcher, enableHTTP2 bool, clientCAs *dynamiccertificates.DynamicFileCAContent) []func(*tls.Config) {
 	return []func(*tls.Config){func(c *tls.Config) {
 		c.MinVersion = tls.VersionTLS12
 		c.GetCertificate = watcher.GetCertificate
 		if !enableHTTP2 {
 			c.NextProtos = []string{"http/1.1"}
 		}
-		if clientCAs != nil {
-			c.ClientCAs = clientCAs
-			c.ClientAuth = tls.RequireAndVerifyClientCert
+		if clientCAs == nil {
+			return
 		}
-	}}, nil
+		c.ClientAuth = tls.RequireAndVerifyClientCert
+		// Each handshake verifies against the CAs of the moment, so a
+		// rotated client CA needs no restart.
+		c.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			verify, ok := clientCAs.VerifyOptions()
+			if !ok {
+				return nil, errors.New("no client CA loaded")
+			}
+			current := c.Clone()
+			current.GetConfigForClient = nil
+			current.ClientCAs = verify.Roots
+			return current, nil
+		}
+	}}
 }
 
 func newSelfManaged(restConfig *rest.Config, cfg config) (*certs.SelfManaged, error) {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	"k8s.io/apiserver/pkg/server/dynamiccertificates"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -36,14 +37,17 @@ func startServer(t *testing.T, dir string, enableHTTP2 bool, clientCAFile string
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	tlsOpts, err := servingTLS(watcher, enableHTTP2, clientCAFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	server := ctrlwebhook.NewServer(ctrlwebhook.Options{Host: "127.0.0.1", Port: port, TLSOpts: tlsOpts})
-	server.Register("/ping", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
+	var clientCAs *dynamiccertificates.DynamicFileCAContent
+	if clientCAFile != "" {
+		if clientCAs, err = dynamiccertificates.NewDynamicCAContentFromFile("client-ca", clientCAFile); err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() { clientCAs.Run(ctx, 1) })
+	}
+	server := ctrlwebhook.NewServer(ctrlwebhook.Options{Host: "127.0.0.1", Port: port, TLSOpts: servingTLS(watcher, enableHTTP2, clientCAs)})
+	server.Register("/ping", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
 	wg.Go(func() {
 		if err := watcher.Start(ctx); err != nil {
 			t.Errorf("certificate watcher: %v", err)
@@ -160,7 +164,7 @@ func TestServingTLSRefusesOldTLSAndHTTP2ByDefault(t *testing.T) {
 	g.Expect(conn.ConnectionState().NegotiatedProtocol).To(Equal("http/1.1"), "HTTP/2 is off unless --enable-http2")
 }
 
-func TestClientCAFileAdmitsOnlyCallersItSigned(t *testing.T) {
+func TestClientCAFileAdmitsOnlyCallersItSignedAndReloads(t *testing.T) {
 	g := NewWithT(t)
 	ca, err := certs.NewCA("serving-ca", time.Now(), time.Hour)
 	g.Expect(err).NotTo(HaveOccurred())
@@ -205,14 +209,37 @@ func TestClientCAFileAdmitsOnlyCallersItSigned(t *testing.T) {
 	apiServer, err := apiServerCA.Client("kube-apiserver", time.Now(), time.Hour)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(get(apiServer)).To(Succeed(), "the API server's client certificate is admitted")
+
+	// The client CA is rotated: the new CA's clients are admitted and the
+	// old one's refused, without a restart. Garbage in the file changes
+	// nothing.
+	g.Expect(os.WriteFile(caFile, []byte("not PEM"), 0o600)).To(Succeed())
+	g.Consistently(func() error { return get(apiServer) }, 2*time.Second, 200*time.Millisecond).Should(Succeed(), "a broken client CA file leaves the last good CA in force")
+	g.Expect(os.WriteFile(caFile, stranger.CertPEM, 0o600)).To(Succeed())
+	g.Eventually(func() error { return get(strangerClient) }, 30*time.Second, 200*time.Millisecond).Should(Succeed(), "the rotated client CA is in force")
+	g.Expect(get(apiServer)).To(HaveOccurred(), "the previous client CA no longer is")
 }
 
 func TestClientCAFileMustHoldACertificate(t *testing.T) {
-	caFile := filepath.Join(t.TempDir(), "ca.crt")
-	if err := os.WriteFile(caFile, []byte("not PEM"), 0o600); err != nil {
+	dir := t.TempDir()
+	ca, err := certs.NewCA("serving-ca", time.Now(), time.Hour)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := servingTLS(nil, false, caFile); err == nil || !strings.Contains(err.Error(), "holds no PEM certificate") {
+	issue(t, ca, dir)
+	// run stops at the client CA, before it would reach this API server.
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	caFile := filepath.Join(dir, "ca.crt")
+	for file, content := range map[string]string{
+		kubeconfig: "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\ncontexts: [{name: c, context: {cluster: c}}]\ncurrent-context: c\n",
+		caFile:     "not PEM",
+	} {
+		if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err = run(context.Background(), config{kubeconfig: kubeconfig, webhookCertDir: dir, clientCAFile: caFile})
+	if err == nil || !strings.Contains(err.Error(), "loading --client-ca-file") {
 		t.Errorf("error = %v", err)
 	}
 }
