@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/yaml"
 
+	"github.com/daemonset-guard/daemonset-guard/internal/generate"
 	"github.com/daemonset-guard/daemonset-guard/internal/testenv"
 	"github.com/daemonset-guard/daemonset-guard/webhook/inventory"
 	"github.com/daemonset-guard/daemonset-guard/webhook/offline"
@@ -59,7 +60,9 @@ func corpusNodes(t *testing.T) []*corev1.Node {
 // TestOfflineAnswersEqualTheWebhookThroughTheAPIServer sends every DaemonSet
 // of the corpus to the running webhooks through a real API server and to the
 // offline check, with the same nodes and policy, and asserts the same
-// verdict, the same warnings and the same resulting object.
+// verdict, the same warnings and the same resulting object; then does the
+// same with 100 generated DaemonSets (PROPERTY_SEED replays them), whose
+// mutated form the API server must accept.
 func TestOfflineAnswersEqualTheWebhookThroughTheAPIServer(t *testing.T) {
 	wh := testenv.StartWebhook(t, examplePolicy)
 	ctx := context.Background()
@@ -89,41 +92,64 @@ func TestOfflineAnswersEqualTheWebhookThroughTheAPIServer(t *testing.T) {
 		return wh.Warnings.Take()
 	}, 10*time.Second, 100*time.Millisecond).Should(BeEmpty())
 
+	// compare sends ds through the API server and the offline check, and
+	// reports whether both denied it.
+	compare := func(t *testing.T, ds *appsv1.DaemonSet) (denied bool) {
+		g := NewWithT(t)
+		want, err := offline.Evaluate(ds, pol, inv)
+		g.Expect(err).NotTo(HaveOccurred())
+
+		wh.Warnings.Take()
+		got, err := wh.Client.AppsV1().DaemonSets(ds.Namespace).Create(ctx, ds.DeepCopy(), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		var wantWarnings []string
+		for _, f := range want.Findings {
+			if f.Action == policy.Warn {
+				wantWarnings = append(wantWarnings, "["+f.Rule+"] "+f.Field+": "+f.Message)
+			}
+		}
+		g.Expect(wh.Warnings.Take()).To(Equal(wantWarnings), "the same warnings")
+		if want.Verdict == offline.Denied {
+			g.Expect(err).To(HaveOccurred(), "the webhook denies what the offline check denies")
+			for _, f := range want.Findings {
+				if f.Action == policy.Deny {
+					g.Expect(err.Error()).To(ContainSubstring(f.Field+": Forbidden: ["+f.Rule+"] "+f.Message), "the same denial")
+				}
+			}
+			return true
+		}
+		g.Expect(err).NotTo(HaveOccurred(), "the webhook admits what the offline check admits")
+		g.Expect(equality.Semantic.DeepEqual(got.Spec, want.Admitted.Spec)).To(BeTrue(), "the same spec:\n webhook %+v\n offline %+v", got.Spec, want.Admitted.Spec)
+		// The API server's registry adds its own bookkeeping annotation.
+		delete(got.Annotations, appsv1.DeprecatedTemplateGeneration)
+		if len(got.Annotations) == 0 {
+			got.Annotations = nil
+		}
+		g.Expect(got.Annotations).To(Equal(want.Admitted.Annotations), "the same annotations")
+		return false
+	}
+
 	denied := 0
 	for _, ds := range corpus {
 		t.Run(ds.Name, func(t *testing.T) {
-			g := NewWithT(t)
-			want, err := offline.Evaluate(ds, pol, inv)
-			g.Expect(err).NotTo(HaveOccurred())
-
-			wh.Warnings.Take()
-			got, err := wh.Client.AppsV1().DaemonSets(ds.Namespace).Create(ctx, ds.DeepCopy(), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-			var wantWarnings []string
-			for _, f := range want.Findings {
-				if f.Action == policy.Warn {
-					wantWarnings = append(wantWarnings, "["+f.Rule+"] "+f.Field+": "+f.Message)
-				}
-			}
-			g.Expect(wh.Warnings.Take()).To(Equal(wantWarnings), "the same warnings")
-			if want.Verdict == offline.Denied {
+			if compare(t, ds) {
 				denied++
-				g.Expect(err).To(HaveOccurred(), "the webhook denies what the offline check denies")
-				for _, f := range want.Findings {
-					if f.Action == policy.Deny {
-						g.Expect(err.Error()).To(ContainSubstring(f.Field+": Forbidden: ["+f.Rule+"] "+f.Message), "the same denial")
-					}
-				}
-				return
 			}
-			g.Expect(err).NotTo(HaveOccurred(), "the webhook admits what the offline check admits")
-			g.Expect(equality.Semantic.DeepEqual(got.Spec, want.Admitted.Spec)).To(BeTrue(), "the same spec:\n webhook %+v\n offline %+v", got.Spec, want.Admitted.Spec)
-			// The API server's registry adds its own bookkeeping annotation.
-			delete(got.Annotations, appsv1.DeprecatedTemplateGeneration)
-			if len(got.Annotations) == 0 {
-				got.Annotations = nil
-			}
-			g.Expect(got.Annotations).To(Equal(want.Admitted.Annotations), "the same annotations")
 		})
 	}
 	g.Expect(denied).To(BeNumerically(">", 0), "the corpus exercises denials too")
+
+	// A sample of the property tests' generated DaemonSets: the mutated
+	// object is one the real API server accepts, and the verdicts agree.
+	rng := generate.Rand(t)
+	admitted := 0
+	for i := range 100 {
+		ds := generate.DaemonSet(rng, i)
+		ds.Namespace = "corpus"
+		t.Run(ds.Name, func(t *testing.T) {
+			if !compare(t, ds) {
+				admitted++
+			}
+		})
+	}
+	g.Expect(admitted).To(BeNumerically(">", 50), "most generated DaemonSets are admitted, so the sample checks the API server's acceptance")
 }
