@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -112,6 +113,15 @@ func (wh *Webhook) Stop() {
 		wh.stop()
 		wh.stop = nil
 	}
+}
+
+// CertDir holds the serving certificate (tls.crt, tls.key) the webhook
+// watches; a test may replace it.
+func (wh *Webhook) CertDir() string { return wh.wio.LocalServingCertDir }
+
+// Address is the host:port the webhook serves on.
+func (wh *Webhook) Address() string {
+	return net.JoinHostPort(wh.wio.LocalServingHost, strconv.Itoa(wh.wio.LocalServingPort))
 }
 
 func (wh *Webhook) ready() error {
