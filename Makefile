@@ -35,6 +35,10 @@ CERT_DIR        ?= /tmp/k8s-webhook-server/serving-certs
 POLICY_FILE     ?=
 RUN_ARGS        ?=
 
+# make bench-api appends its results, as rows of the README's bench table,
+# to BENCH_ROWS when it is set.
+BENCH_ROWS ?=
+
 .DEFAULT_GOAL := help
 
 .PHONY: help
@@ -72,6 +76,14 @@ bench-load: cluster-tools build localwebhook ## HTTPS load at 1, 8 and 64 keep-a
 		echo ">> $$path"; \
 		taskset -c 1 $(BIN)/loadgen --url https://127.0.0.1:19443/$$path-apps-v1-daemonset --ca $(CLUSTER_STATE)/certs/ca.crt --duration 10s || status=$$?; \
 	done; \
+	e2e/local-cluster.sh down; exit $$status
+
+.PHONY: bench-api
+bench-api: cluster-tools build localwebhook ## DaemonSet create latency through the local cluster's API server: no admission, daemonset-guard, CEL admission policies.
+	$(GO) build -o $(BIN)/apilatency ./e2e/apilatency
+	@status=0; \
+	{ e2e/local-cluster.sh up && \
+	  $(BIN)/apilatency --kubeconfig $(CLUSTER_STATE)/kubeconfig $(if $(BENCH_ROWS),--rows $(BENCH_ROWS)); } || status=$$?; \
 	e2e/local-cluster.sh down; exit $$status
 
 .PHONY: fuzz
