@@ -7,7 +7,9 @@
 #
 # Everything lives under .cluster/ (gitignored): the kubeconfig, kwokctl's
 # state, the webhook's certificates, log and pid. `down` stops every process
-# that `up` started, also after a failed run.
+# that `up` started, also after a failed run. `restart-webhook` restarts only
+# daemonset-guard, which then lists the cluster's nodes afresh, as a replica
+# does that starts into a cluster that has grown (make bench-memory).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -106,12 +108,42 @@ wait_ready() {
 	return 1
 }
 
+# start_webhook starts daemonset-guard with the certificates and policy that
+# up prepared, and waits until it is ready.
+start_webhook() {
+	log "starting daemonset-guard on https://127.0.0.1:$port (log: .cluster/webhook.log)"
+	# WEBHOOK_CPUS pins the webhook (make bench-load gives it one core and the
+	# load generator the other).
+	local pin=()
+	if [ -n "${WEBHOOK_CPUS:-}" ] && command -v taskset >/dev/null; then pin=(taskset -c "$WEBHOOK_CPUS"); fi
+	"${pin[@]}" "$bin/daemonset-guard" --kubeconfig "$KUBECONFIG" --webhook-port "$port" --webhook-cert-dir "$state/certs" \
+		--health-probe-bind-address "$probe" --metrics-bind-address "$metrics" --policy-file "$policy" \
+		>>"$state/webhook.log" 2>&1 &
+	echo $! >"$state/webhook.pid"
+	wait_ready
+}
+
+# restart_webhook replaces the running daemonset-guard with a new process;
+# the webhook configurations stay registered.
+restart_webhook() {
+	if [ ! -f "$state/webhook.pid" ]; then
+		echo "no daemonset-guard is running: start the cluster with $0 up" >&2
+		return 1
+	fi
+	stop_webhook
+	start_webhook
+}
+
 up() {
 	mkdir -p "$state"
 	# A killed run leaves a cluster and a webhook behind: start clean.
 	down
 	log "starting cluster $name (kube-apiserver, kube-controller-manager, kube-scheduler, etcd, kwok)"
-	"$bin/kwokctl" create cluster --name "$name" --runtime binary \
+	# KWOKCTL_ARGS adds flags to kwokctl create cluster (make bench-memory
+	# raises kube-controller-manager's API rate limit there).
+	local extra=()
+	read -ra extra <<<"${KWOKCTL_ARGS:-}"
+	"$bin/kwokctl" create cluster --name "$name" --runtime binary "${extra[@]}" \
 		--kube-apiserver-binary "$bin/kube-apiserver" \
 		--kube-controller-manager-binary "$bin/kube-controller-manager" \
 		--kube-scheduler-binary "$bin/kube-scheduler" \
@@ -132,18 +164,10 @@ up() {
 		sleep 0.5
 	done
 
-	log "starting daemonset-guard on https://127.0.0.1:$port (log: .cluster/webhook.log)"
 	"$bin/localwebhook" certs --dir "$state/certs"
 	cp "$policy_source" "$policy"
-	# WEBHOOK_CPUS pins the webhook (make bench-load gives it one core and the
-	# load generator the other).
-	local pin=()
-	if [ -n "${WEBHOOK_CPUS:-}" ] && command -v taskset >/dev/null; then pin=(taskset -c "$WEBHOOK_CPUS"); fi
-	"${pin[@]}" "$bin/daemonset-guard" --kubeconfig "$KUBECONFIG" --webhook-port "$port" --webhook-cert-dir "$state/certs" \
-		--health-probe-bind-address "$probe" --metrics-bind-address "$metrics" --policy-file "$policy" \
-		>"$state/webhook.log" 2>&1 &
-	echo $! >"$state/webhook.pid"
-	wait_ready
+	: >"$state/webhook.log"
+	start_webhook
 	# Registered only once it serves: the validating webhook fails closed.
 	"$bin/localwebhook" register --kubeconfig "$KUBECONFIG" --manifest "$root/manifests/base/webhooks.yaml" \
 		--url "https://127.0.0.1:$port" --ca "$state/certs/ca.crt"
@@ -153,8 +177,9 @@ up() {
 case ${1:-} in
 up) up ;;
 down) down ;;
+restart-webhook) restart_webhook ;;
 *)
-	echo "usage: $0 up|down" >&2
+	echo "usage: $0 up|down|restart-webhook" >&2
 	exit 2
 	;;
 esac
