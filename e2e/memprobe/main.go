@@ -1,0 +1,100 @@
+// Command memprobe measures what the node inventory costs in memory at
+// scale: the RSS and heap of the running daemonset-guard webhook with
+// thousands of realistic Nodes in the cluster, beside two minimal processes
+// with a controller-runtime cache of the same Nodes, one keeping whole Node
+// objects and one stripping them with the webhook's transform.
+//
+//	memprobe nodes --kubeconfig FILE [--count 5000]
+//	    create realistic Nodes, which kwok reports Ready
+//	memprobe measure --kubeconfig FILE --webhook-metrics URL --webhook-pid-file FILE [--rows FILE]
+//	    measure the webhook, then both cache processes
+//
+// Restart the webhook between the two (e2e/local-cluster.sh restart-webhook)
+// so that it lists the Nodes at start-up, as the cache processes do.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "memprobe:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("usage: memprobe nodes|measure [flags]")
+	}
+	fs := flag.NewFlagSet("memprobe "+args[0], flag.ContinueOnError)
+	kubeconfig := fs.String("kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig of the cluster")
+	parse := func() (*rest.Config, error) {
+		if err := fs.Parse(args[1:]); err != nil {
+			return nil, err
+		}
+		if fs.NArg() > 0 {
+			return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+		}
+		if *kubeconfig == "" {
+			return nil, errors.New("--kubeconfig (or KUBECONFIG) is required")
+		}
+		cfg, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("loading the kubeconfig: %w", err)
+		}
+		return cfg, nil
+	}
+
+	switch args[0] {
+	case "nodes":
+		count := fs.Int("count", 5000, "Nodes to create")
+		workers := fs.Int("workers", 8, "concurrent creates")
+		cfg, err := parse()
+		if err != nil {
+			return err
+		}
+		if *count < 1 || *workers < 1 {
+			return errors.New("--count and --workers must be positive")
+		}
+		return createNodes(ctx, cfg, *count, *workers, out)
+	case "measure":
+		var opts measureOptions
+		fs.StringVar(&opts.metricsURL, "webhook-metrics", "http://127.0.0.1:18080/metrics", "the webhook's metrics endpoint")
+		fs.StringVar(&opts.pidFile, "webhook-pid-file", ".cluster/webhook.pid", "file holding the webhook's process id")
+		fs.StringVar(&opts.rows, "rows", "", "append the results as markdown table rows to this file")
+		cfg, err := parse()
+		if err != nil {
+			return err
+		}
+		// The cache processes connect as this one does.
+		opts.kubeconfig = *kubeconfig
+		return measure(ctx, cfg, opts, out)
+	case cacheCommand:
+		strip := fs.Bool("strip", false, "strip Nodes with the webhook's transform (inventory.StripNode)")
+		want := fs.Int("nodes", 0, "Nodes the cache must hold before it is measured")
+		cfg, err := parse()
+		if err != nil {
+			return err
+		}
+		return measureCache(ctx, cfg, *strip, *want, out)
+	}
+	return fmt.Errorf("unknown command %q: want nodes or measure", args[0])
+}

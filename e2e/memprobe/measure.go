@@ -1,0 +1,308 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/daemonset-guard/daemonset-guard/e2e/internal/bench"
+	"github.com/daemonset-guard/daemonset-guard/webhook"
+)
+
+// The webhook's metrics memprobe reads.
+const (
+	inventoryMetric = "daemonset_guard_inventory_nodes"
+	heapMetric      = "go_memstats_heap_inuse_bytes"
+	lastGCMetric    = "go_memstats_last_gc_time_seconds"
+)
+
+// targetRSS is the most the webhook should take at 5,000 Nodes.
+const targetRSS = 80 << 20
+
+// cacheCommand is the hidden command that measure runs as a child process,
+// once per kind of cache.
+const cacheCommand = "cache"
+
+// measureOptions are measure's flags.
+type measureOptions struct {
+	kubeconfig string
+	metricsURL string
+	pidFile    string
+	rows       string
+}
+
+// memory is what a process holds once its cache is full and garbage has
+// been collected.
+type memory struct {
+	Nodes     int    `json:"nodes"`
+	RSS       uint64 `json:"rssBytes"`
+	HeapInuse uint64 `json:"heapInuseBytes"`
+}
+
+// measure measures the webhook, then a process with a cache of whole Nodes,
+// then one with a cache of stripped Nodes, one after the other so that none
+// competes with another for the CPU.
+func measure(ctx context.Context, cfg *rest.Config, opts measureOptions, out io.Writer) error {
+	clientset, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	total, err := countNodes(ctx, clientset)
+	if err != nil {
+		return err
+	}
+	webhookMemory, err := measureWebhook(ctx, opts, total)
+	if err != nil {
+		return err
+	}
+	whole, err := runCache(ctx, opts.kubeconfig, false, total)
+	if err != nil {
+		return fmt.Errorf("measuring a cache of whole Nodes: %w", err)
+	}
+	stripped, err := runCache(ctx, opts.kubeconfig, true, total)
+	if err != nil {
+		return fmt.Errorf("measuring a cache of stripped Nodes: %w", err)
+	}
+
+	nodes := thousands(total)
+	fmt.Fprintf(out, "Memory with %s Nodes in the cluster, once each process has cached them all and collected garbage\n", nodes)
+	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "process\tNodes\tRSS\theap in use")
+	for _, p := range []struct {
+		name string
+		m    memory
+	}{
+		{"daemonset-guard webhook", webhookMemory},
+		{"controller-runtime cache, whole Nodes", whole},
+		{"controller-runtime cache, inventory.StripNode", stripped},
+	} {
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\n", p.name, p.m.Nodes, mib(p.m.RSS), mib(p.m.HeapInuse))
+	}
+	w.Flush()
+	verdict := "met"
+	if webhookMemory.RSS > targetRSS {
+		verdict = "missed"
+	}
+	fmt.Fprintf(out, "webhook RSS %s, target <= %s at 5,000 Nodes: %s\n", mib(webhookMemory.RSS), mib(targetRSS), verdict)
+
+	if opts.rows == "" {
+		return nil
+	}
+	row := func(what, pair string, value, baseline uint64) bench.Row {
+		return bench.Row{
+			Measurement: fmt.Sprintf("%s at %s Nodes, %s", what, nodes, pair),
+			Value:       mib(value), Baseline: mib(baseline), Ratio: bench.Ratio(float64(value), float64(baseline)),
+		}
+	}
+	return bench.AppendRows(opts.rows, []bench.Row{
+		row("RSS", "webhook vs whole-Node informer", webhookMemory.RSS, whole.RSS),
+		row("Heap in use", "webhook vs whole-Node informer", webhookMemory.HeapInuse, whole.HeapInuse),
+		row("RSS", "StripNode informer vs whole-Node informer", stripped.RSS, whole.RSS),
+		row("Heap in use", "StripNode informer vs whole-Node informer", stripped.HeapInuse, whole.HeapInuse),
+	})
+}
+
+// countNodes returns how many Nodes the cluster has, from a one-item page
+// and the count of those remaining.
+func countNodes(ctx context.Context, clientset kubernetes.Interface) (int, error) {
+	page, err := clientset.CoreV1().Nodes().List(ctx, metav1.ListOptions{Limit: 1})
+	if err != nil {
+		return 0, fmt.Errorf("counting Nodes: %w", err)
+	}
+	n := len(page.Items)
+	if page.RemainingItemCount != nil {
+		n += int(*page.RemainingItemCount)
+	}
+	return n, nil
+}
+
+// measureWebhook waits until the webhook's inventory holds every Node and the
+// Go runtime has collected garbage since, then reads the webhook's heap in
+// use and RSS. The webhook cannot be told to collect, but Go collects at
+// least every two minutes.
+func measureWebhook(ctx context.Context, opts measureOptions, nodes int) (memory, error) {
+	raw, err := os.ReadFile(opts.pidFile)
+	if err != nil {
+		return memory{}, fmt.Errorf("reading the webhook's pid: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil {
+		return memory{}, fmt.Errorf("reading the webhook's pid from %s: %w", opts.pidFile, err)
+	}
+	var (
+		synced time.Time
+		m      memory
+	)
+	err = wait.PollUntilContextTimeout(ctx, time.Second, 4*time.Minute, true, func(ctx context.Context) (bool, error) {
+		metrics, err := scrapeWebhook(ctx, opts.metricsURL)
+		if err != nil {
+			return false, err
+		}
+		if synced.IsZero() {
+			if int(metrics[inventoryMetric]) >= nodes {
+				synced = time.Now()
+			}
+			return false, nil
+		}
+		lastGC := time.Unix(0, int64(metrics[lastGCMetric]*float64(time.Second)))
+		if lastGC.Before(synced) {
+			return false, nil
+		}
+		rss, err := vmRSS(pid)
+		if err != nil {
+			return false, err
+		}
+		m = memory{Nodes: int(metrics[inventoryMetric]), RSS: rss, HeapInuse: uint64(metrics[heapMetric])}
+		return true, nil
+	})
+	if err != nil {
+		if synced.IsZero() {
+			return memory{}, fmt.Errorf("waiting for the webhook's inventory to hold %d Nodes: %w", nodes, err)
+		}
+		return memory{}, fmt.Errorf("waiting for the webhook to collect garbage: %w", err)
+	}
+	return m, nil
+}
+
+// scrapeWebhook reads the webhook's gauges that memprobe uses.
+func scrapeWebhook(ctx context.Context, url string) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("reading the webhook's metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("reading the webhook's metrics: %s", resp.Status)
+	}
+	families, err := bench.ParseMetrics(resp.Body, inventoryMetric, heapMetric, lastGCMetric)
+	if err != nil {
+		return nil, err
+	}
+	gauges := map[string]float64{}
+	for _, name := range []string{inventoryMetric, heapMetric, lastGCMetric} {
+		f, ok := families[name]
+		if !ok || len(f.GetMetric()) != 1 {
+			return nil, fmt.Errorf("the webhook's metrics have no %s", name)
+		}
+		gauges[name] = f.GetMetric()[0].GetGauge().GetValue()
+	}
+	return gauges, nil
+}
+
+// runCache runs this program as a child process with the cache command, so
+// that the cache is alone in its heap, and returns what it measured.
+func runCache(ctx context.Context, kubeconfig string, strip bool, nodes int) (memory, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return memory{}, err
+	}
+	cmd := exec.CommandContext(ctx, self, cacheCommand, "--kubeconfig", kubeconfig, "--strip="+strconv.FormatBool(strip), "--nodes", strconv.Itoa(nodes))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return memory{}, err
+	}
+	var m memory
+	if err := json.Unmarshal(out, &m); err != nil {
+		return memory{}, fmt.Errorf("reading the child's result %q: %w", out, err)
+	}
+	return m, nil
+}
+
+// measureCache fills a controller-runtime cache with the cluster's Nodes,
+// whole or stripped as the webhook strips them, collects garbage, and writes
+// the process's memory as JSON.
+func measureCache(ctx context.Context, cfg *rest.Config, strip bool, want int, out io.Writer) error {
+	opts := cache.Options{}
+	if strip {
+		opts = webhook.CacheOptions()
+	}
+	c, err := cache.New(cfg, opts)
+	if err != nil {
+		return fmt.Errorf("creating the cache: %w", err)
+	}
+	// A cache that cannot sync must fail the run, not hang it.
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	if _, err := c.GetInformer(ctx, &corev1.Node{}); err != nil {
+		return fmt.Errorf("creating the Node informer: %w", err)
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- c.Start(ctx) }()
+	if !c.WaitForCacheSync(ctx) {
+		cancel()
+		return errors.Join(errors.New("the Node cache did not sync"), <-stopped)
+	}
+	var nodes corev1.NodeList
+	// Without deep copies, which would only be more garbage to collect.
+	if err := c.List(ctx, &nodes, client.UnsafeDisableDeepCopy); err != nil {
+		return fmt.Errorf("listing the cached Nodes: %w", err)
+	}
+	if len(nodes.Items) < want {
+		return fmt.Errorf("the cache holds %d Nodes after syncing, want %d", len(nodes.Items), want)
+	}
+	m := memory{Nodes: len(nodes.Items)}
+	nodes.Items = nil
+	runtime.GC()
+	var stats runtime.MemStats
+	runtime.ReadMemStats(&stats)
+	m.HeapInuse = stats.HeapInuse
+	if m.RSS, err = vmRSS(os.Getpid()); err != nil {
+		return err
+	}
+	return json.NewEncoder(out).Encode(m)
+}
+
+// vmRSS returns a process's resident set size as Linux reports it.
+func vmRSS(pid int) (uint64, error) {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, fmt.Errorf("reading the RSS of process %d: %w", pid, err)
+	}
+	lines := bufio.NewScanner(bytes.NewReader(status))
+	for lines.Scan() {
+		if rest, ok := strings.CutPrefix(lines.Text(), "VmRSS:"); ok {
+			kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("parsing the RSS of process %d: %w", pid, err)
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/status has no VmRSS", pid)
+}
+
+func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+// thousands formats n with thousands separators: 5,020.
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
