@@ -29,6 +29,12 @@ FUZZ_TARGETS := webhook:FuzzAdmissionReview webhook/rules:FuzzSelectorMatchesTem
                 webhook/rules:FuzzTolerated webhook/rules:FuzzMaxUnavailable webhook/policy:FuzzParse
 FUZZTIME     ?= 60s
 
+# make soak: how long, how many requests per second on each webhook path, and
+# how often to sample.
+SOAK_DURATION ?= 5m
+SOAK_RATE     ?= 300
+SOAK_INTERVAL ?= 30s
+
 # Where `make run` finds its cluster, certificate and policy.
 KUBECONFIG      ?= $(HOME)/.kube/config
 CERT_DIR        ?= /tmp/k8s-webhook-server/serving-certs
@@ -103,6 +109,19 @@ bench-memory: cluster-tools build localwebhook ## Memory of the webhook with BEN
 	  e2e/local-cluster.sh restart-webhook && \
 	  $(BIN)/memprobe measure --kubeconfig $(CLUSTER_STATE)/kubeconfig --webhook-pid-file $(CLUSTER_STATE)/webhook.pid \
 	    $(if $(BENCH_ROWS),--rows $(BENCH_ROWS)); } || status=$$?; \
+	e2e/local-cluster.sh down; exit $$status
+
+.PHONY: soak
+soak: cluster-tools build localwebhook ## A bounded soak (SOAK_DURATION, 5m) at SOAK_RATE (300) req/s on each webhook path: fails on errors or on memory or goroutines that keep growing. Not part of make test.
+	$(GO) build -o $(BIN)/loadgen ./e2e/loadgen
+	WEBHOOK_CPUS=0 e2e/local-cluster.sh up
+	@status=0; \
+	taskset -c 1 $(BIN)/loadgen --url https://127.0.0.1:19443/mutate-apps-v1-daemonset --ca $(CLUSTER_STATE)/certs/ca.crt \
+		--rate $(SOAK_RATE) --duration $(SOAK_DURATION) --connections 8 --interval $(SOAK_INTERVAL) > $(BIN)/soak-mutate.txt 2>&1 & mutate=$$!; \
+	taskset -c 1 $(BIN)/loadgen --url https://127.0.0.1:19443/validate-apps-v1-daemonset --ca $(CLUSTER_STATE)/certs/ca.crt \
+		--policy-file $(CLUSTER_STATE)/policy.yaml --rate $(SOAK_RATE) --duration $(SOAK_DURATION) --connections 8 --interval $(SOAK_INTERVAL) || status=$$?; \
+	wait $$mutate || status=$$?; \
+	echo ">> mutate (the table above is validate)"; cat $(BIN)/soak-mutate.txt; \
 	e2e/local-cluster.sh down; exit $$status
 
 .PHONY: fuzz

@@ -8,6 +8,10 @@
 //
 //	loadgen --url https://127.0.0.1:19443/validate-apps-v1-daemonset --ca .cluster/certs/ca.crt \
 //		[--policy-file .cluster/policy.yaml] [--rows bench-rows.md --label "validate, 5,000 nodes"]
+//
+// With --rate it soaks instead: a steady rate for --duration, reporting each
+// --interval's latencies beside the webhook's memory and goroutines, and
+// failing on errors or on growth that does not level off (make soak).
 package main
 
 import (
@@ -33,6 +37,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/daemonset-guard/daemonset-guard/e2e/internal/bench"
 	"github.com/daemonset-guard/daemonset-guard/internal/fixture"
 	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
 	"github.com/daemonset-guard/daemonset-guard/webhook/rules"
@@ -54,6 +59,9 @@ func run(args []string, out io.Writer) error {
 	policyFile := fs.String("policy-file", "", "mutate the DaemonSets under this policy first, as the API server does before validation")
 	rowsFile := fs.String("rows", "", "append the results as markdown table rows to this file")
 	label := fs.String("label", "", "what the rows measure, e.g. \"validate, 5,000 nodes\"")
+	rate := fs.Float64("rate", 0, "soak: send this many requests per second for --duration through --connections connections, instead of as many as possible")
+	interval := fs.Duration("interval", 30*time.Second, "soak: how often to report latencies and sample --metrics-url")
+	metricsURL := fs.String("metrics-url", "http://127.0.0.1:18080/metrics", "soak: the webhook's metrics endpoint")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -78,7 +86,15 @@ func run(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var rows strings.Builder
+	if *rate > 0 {
+		n, err := strconv.Atoi(*levels)
+		if err != nil || n < 1 {
+			return fmt.Errorf("a soak takes one number of --connections, not %q", *levels)
+		}
+		return soak(out, soakConfig{url: *url, roots: roots, bodies: bodies, connections: n, rate: *rate,
+			duration: *duration, interval: *interval, metricsURL: *metricsURL})
+	}
+	var rows []bench.Row
 	fmt.Fprintf(out, "%-11s %10s %9s %9s %9s %8s %7s\n", "connections", "req/s", "p50", "p90", "p99", "allowed", "errors")
 	for _, field := range strings.Split(*levels, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(field))
@@ -88,21 +104,15 @@ func run(args []string, out io.Writer) error {
 		r := load(*url, roots, bodies, n, *duration)
 		allowed := fmt.Sprintf("%.0f%%", 100*float64(r.allowed)/float64(max(1, len(r.latencies))))
 		fmt.Fprintf(out, "%-11d %10.0f %9s %9s %9s %8s %7d\n", n, r.rate, r.percentile(50), r.percentile(90), r.percentile(99), allowed, r.errors)
-		fmt.Fprintf(&rows, "| HTTPS load, %s, %d connections | %.0f req/s, p50 %s, p99 %s, %s allowed, %d errors | | |\n",
-			*label, n, r.rate, r.percentile(50), r.percentile(99), allowed, r.errors)
+		rows = append(rows, bench.Row{
+			Measurement: fmt.Sprintf("HTTPS load, %s, %d connections", *label, n),
+			Value:       fmt.Sprintf("%.0f req/s, p50 %s, p99 %s, %s allowed, %d errors", r.rate, r.percentile(50), r.percentile(99), allowed, r.errors),
+		})
 	}
 	if *rowsFile == "" {
 		return nil
 	}
-	f, err := os.OpenFile(*rowsFile, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.WriteString(rows.String()); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return bench.AppendRows(*rowsFile, rows)
 }
 
 // reviews returns a CREATE and an UPDATE review of a realistic DaemonSet,
@@ -148,6 +158,24 @@ type result struct {
 	errors    int
 }
 
+func (r *result) add(took time.Duration, allowed bool, err error) {
+	switch {
+	case err != nil:
+		r.errors++
+	case allowed:
+		r.allowed++
+		fallthrough
+	default:
+		r.latencies = append(r.latencies, took)
+	}
+}
+
+func (r *result) merge(other result) {
+	r.latencies = append(r.latencies, other.latencies...)
+	r.allowed += other.allowed
+	r.errors += other.errors
+}
+
 func (r result) percentile(p int) string {
 	if len(r.latencies) == 0 {
 		return "-"
@@ -155,7 +183,40 @@ func (r result) percentile(p int) string {
 	return r.latencies[(len(r.latencies)-1)*p/100].Round(10 * time.Microsecond).String()
 }
 
-// load keeps n connections busy for d, each with its own keep-alive client.
+// caller is one keep-alive connection to the webhook, as the API server
+// holds them.
+type caller struct {
+	url    string
+	client *http.Client
+	answer bytes.Buffer
+}
+
+func newCaller(url string, roots *x509.CertPool) *caller {
+	return &caller{url: url, client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig:     &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+		MaxConnsPerHost:     1,
+		MaxIdleConnsPerHost: 1,
+	}}}
+}
+
+// send posts one review and reports how long the answer took and whether it
+// allowed the object.
+func (c *caller) send(body []byte) (took time.Duration, allowed bool, err error) {
+	start := time.Now()
+	resp, err := c.client.Post(c.url, "application/json", bytes.NewReader(body))
+	if err != nil {
+		return 0, false, err
+	}
+	c.answer.Reset()
+	_, err = c.answer.ReadFrom(resp.Body)
+	resp.Body.Close()
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return time.Since(start), bytes.Contains(c.answer.Bytes(), []byte(`"allowed":true`)), err
+}
+
+// load keeps n connections busy for d.
 func load(url string, roots *x509.CertPool, bodies [][]byte, n int, d time.Duration) result {
 	var mu sync.Mutex
 	var all result
@@ -163,38 +224,13 @@ func load(url string, roots *x509.CertPool, bodies [][]byte, n int, d time.Durat
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-				TLSClientConfig:     &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
-				MaxConnsPerHost:     1,
-				MaxIdleConnsPerHost: 1,
-			}}
-			var mine []time.Duration
-			errs, allowed := 0, 0
-			var answer bytes.Buffer
+			c := newCaller(url, roots)
+			var mine result
 			for j := i; time.Now().Before(deadline); j++ {
-				start := time.Now()
-				resp, err := client.Post(url, "application/json", bytes.NewReader(bodies[j%len(bodies)]))
-				if err == nil {
-					answer.Reset()
-					_, err = answer.ReadFrom(resp.Body)
-					resp.Body.Close()
-					if err == nil && resp.StatusCode != http.StatusOK {
-						err = fmt.Errorf("status %d", resp.StatusCode)
-					}
-				}
-				if err != nil {
-					errs++
-					continue
-				}
-				mine = append(mine, time.Since(start))
-				if bytes.Contains(answer.Bytes(), []byte(`"allowed":true`)) {
-					allowed++
-				}
+				mine.add(c.send(bodies[j%len(bodies)]))
 			}
 			mu.Lock()
-			all.latencies = append(all.latencies, mine...)
-			all.allowed += allowed
-			all.errors += errs
+			all.merge(mine)
 			mu.Unlock()
 		})
 	}
