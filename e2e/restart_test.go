@@ -1,0 +1,79 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// TestInventoryFollowsNodesAcrossAnAPIServerRestart stops the whole control
+// plane of the local cluster (API server and etcd included) while the webhook
+// runs on the host, starts it again, relabels a node, and measures how long
+// the webhook's answers take to reflect the relabel. Meanwhile /readyz stays
+// ready: the webhook keeps its last known nodes, and it receives no request
+// while the API server is gone. It needs kwokctl's cluster, so
+// e2e/kind/run.sh leaves it out by name.
+func TestInventoryFollowsNodesAcrossAnAPIServerRestart(t *testing.T) {
+	kwokctl, name, readyz := os.Getenv("E2E_KWOKCTL"), os.Getenv("E2E_CLUSTER_NAME"), os.Getenv("E2E_WEBHOOK_READYZ")
+	if kwokctl == "" || name == "" || readyz == "" {
+		t.Fatal("restarting the API server needs the local cluster: set E2E_KWOKCTL, E2E_CLUSTER_NAME and E2E_WEBHOOK_READYZ (make test-e2e-local does)")
+	}
+	c := connect(t)
+	ns := c.namespace(t, "e2e-restart")
+	g := NewWithT(t)
+	ds := daemonSet(ns, "restart-agent", "registry.k8s.io/pause:3.10", func(ds *appsv1.DaemonSet) {
+		ds.Spec.Template.Spec.NodeSelector = map[string]string{"e2e-restart": "relabelled"}
+	})
+	g.Expect(c.predict(t, ds)).To(BeZero(), "no node carries the label yet")
+
+	cluster := func(verb string) {
+		t.Helper()
+		out, err := exec.Command(kwokctl, verb, "cluster", "--name", name).CombinedOutput()
+		g.Expect(err).NotTo(HaveOccurred(), "kwokctl %s cluster: %s", verb, out)
+	}
+	ready := func() error {
+		resp, err := http.Get(readyz)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("readyz answered %s", resp.Status)
+		}
+		return nil
+	}
+	cluster("stop")
+	stopped := true
+	t.Cleanup(func() {
+		if stopped {
+			cluster("start")
+		}
+	})
+	_, err := c.client.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{})
+	g.Expect(err).To(HaveOccurred(), "the API server is down")
+	g.Consistently(ready, 3*time.Second, 250*time.Millisecond).Should(Succeed(), "/readyz while the API server is down")
+	cluster("start")
+	stopped = false
+	g.Eventually(func() error {
+		_, err := c.client.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{})
+		return err
+	}, 60*time.Second, 250*time.Millisecond).Should(Succeed(), "the API server is back")
+
+	relabelled := time.Now()
+	c.updateNode(t, "ssd-1", func(n *corev1.Node) { n.Labels["e2e-restart"] = "relabelled" })
+	g.Eventually(func() int { return c.predict(t, ds) }, 60*time.Second, 250*time.Millisecond).Should(Equal(1),
+		"the webhook's inventory reconnected and saw the relabel")
+	t.Logf("the webhook reflected a relabel made after the restart in %v", time.Since(relabelled).Round(10*time.Millisecond))
+	g.Expect(ready()).To(Succeed())
+}
