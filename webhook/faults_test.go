@@ -3,7 +3,6 @@ package webhook_test
 import (
 	"context"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,13 +31,7 @@ func TestKillingTheWebhookDuringABurstLosesNothing(t *testing.T) {
 	wh := testenv.StartWebhook(t, "policy/testdata/example.yaml")
 	ctx := context.Background()
 	g := NewWithT(t)
-	for _, n := range []*corev1.Node{fixture.Node("ssd-1", []string{"disktype", "ssd"}), fixture.Node("hdd-1", []string{"disktype", "hdd"})} {
-		created, err := wh.Client.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{})
-		g.Expect(err).NotTo(HaveOccurred())
-		created.Spec.Taints = slices.DeleteFunc(created.Spec.Taints, func(t corev1.Taint) bool { return t.Key == corev1.TaintNodeNotReady })
-		_, err = wh.Client.CoreV1().Nodes().Update(ctx, created, metav1.UpdateOptions{})
-		g.Expect(err).NotTo(HaveOccurred())
-	}
+	testenv.CreateReadyNodes(t, wh.Client, fixture.Node("ssd-1", []string{"disktype", "ssd"}), fixture.Node("hdd-1", []string{"disktype", "hdd"}))
 	_, err := wh.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "burst"}}, metav1.CreateOptions{})
 	g.Expect(err).NotTo(HaveOccurred())
 	dsClient := wh.Client.AppsV1().DaemonSets("burst")

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -65,21 +64,12 @@ func TestThroughTheAPIServer(t *testing.T) {
 	c := startCluster(t)
 	ctx := context.Background()
 	g := NewWithT(t)
-	for _, n := range []*corev1.Node{
+	testenv.CreateReadyNodes(t, c.Client,
 		fixture.Node("cp-1", nil, fixture.ControlPlaneTaint),
 		fixture.Node("ssd-1", []string{"disktype", "ssd"}),
 		fixture.Node("ssd-2", []string{"disktype", "ssd"}),
 		fixture.Node("hdd-1", []string{"disktype", "hdd"}),
-	} {
-		created, err := c.Client.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{})
-		g.Expect(err).NotTo(HaveOccurred())
-		// The API server taints every new node not-ready:NoSchedule, which
-		// daemon pods do not tolerate; with no kubelet and no node lifecycle
-		// controller here, play their part and mark the node ready.
-		created.Spec.Taints = slices.DeleteFunc(created.Spec.Taints, func(t corev1.Taint) bool { return t.Key == corev1.TaintNodeNotReady })
-		_, err = c.Client.CoreV1().Nodes().Update(ctx, created, metav1.UpdateOptions{})
-		g.Expect(err).NotTo(HaveOccurred())
-	}
+	)
 	_, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "logging"}}, metav1.CreateOptions{})
 	g.Expect(err).NotTo(HaveOccurred())
 	dsClient := c.Client.AppsV1().DaemonSets("logging")

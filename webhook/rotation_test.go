@@ -64,11 +64,7 @@ func TestCertificateRotationThroughTheAPIServerFailsNoRequest(t *testing.T) {
 	_, err = wh.Client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Update(ctx, validating, metav1.UpdateOptions{})
 	g.Expect(err).NotTo(HaveOccurred())
 
-	node, err := wh.Client.CoreV1().Nodes().Create(ctx, fixture.Node("ssd-1", []string{"disktype", "ssd"}), metav1.CreateOptions{})
-	g.Expect(err).NotTo(HaveOccurred())
-	node.Spec.Taints = nil // no kubelet lifts the not-ready taint here
-	_, err = wh.Client.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{})
-	g.Expect(err).NotTo(HaveOccurred())
+	testenv.CreateReadyNodes(t, wh.Client, fixture.Node("ssd-1", []string{"disktype", "ssd"}))
 	_, err = wh.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "rotation"}}, metav1.CreateOptions{})
 	g.Expect(err).NotTo(HaveOccurred())
 	dsClient := wh.Client.AppsV1().DaemonSets("rotation")

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"testing"
 	"time"
 
@@ -68,14 +67,7 @@ func TestOfflineAnswersEqualTheWebhookThroughTheAPIServer(t *testing.T) {
 	ctx := context.Background()
 	g := NewWithT(t)
 	nodes := corpusNodes(t)
-	for _, n := range nodes {
-		created, err := wh.Client.CoreV1().Nodes().Create(ctx, n.DeepCopy(), metav1.CreateOptions{})
-		g.Expect(err).NotTo(HaveOccurred())
-		// No kubelet here: drop the not-ready taint the API server adds.
-		created.Spec.Taints = slices.DeleteFunc(created.Spec.Taints, func(t corev1.Taint) bool { return t.Key == corev1.TaintNodeNotReady })
-		_, err = wh.Client.CoreV1().Nodes().Update(ctx, created, metav1.UpdateOptions{})
-		g.Expect(err).NotTo(HaveOccurred())
-	}
+	testenv.CreateReadyNodes(t, wh.Client, nodes...)
 	for _, ns := range []string{"corpus", "monitoring"} {
 		_, err := wh.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
 		g.Expect(err).NotTo(HaveOccurred())
