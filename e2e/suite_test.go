@@ -39,13 +39,13 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/util/retry"
 
-	"github.com/daemonset-guard/daemonset-guard/internal/testenv"
+	"github.com/daemonset-guard/daemonset-guard/internal/warnings"
 )
 
 // cluster is the connection to the cluster under test.
 type cluster struct {
 	client   kubernetes.Interface
-	warnings *testenv.Warnings
+	warnings *warnings.Recorder
 }
 
 func connect(t *testing.T) *cluster {
@@ -58,7 +58,7 @@ func connect(t *testing.T) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &testenv.Warnings{}
+	w := &warnings.Recorder{}
 	cfg = rest.CopyConfig(cfg)
 	cfg.WarningHandler = w
 	return &cluster{client: kubernetes.NewForConfigOrDie(cfg), warnings: w}

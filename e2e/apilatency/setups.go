@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -21,6 +20,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/daemonset-guard/daemonset-guard/internal/fixture"
+	"github.com/daemonset-guard/daemonset-guard/internal/warnings"
 	"github.com/daemonset-guard/daemonset-guard/webhook/rules"
 )
 
@@ -121,9 +121,9 @@ func mutationOf(ds *appsv1.DaemonSet) mutation {
 // reach the API server's admission plugins through informers, a moment after
 // they are written, hence the polling.
 func awaitAdmission(ctx context.Context, restConfig *rest.Config, setups []*setup) error {
-	warnings := &warningRecorder{}
+	relayed := &warnings.Recorder{}
 	restConfig = rest.CopyConfig(restConfig)
-	restConfig.WarningHandler = warnings
+	restConfig.WarningHandler = relayed
 	client, err := kubernetes.NewForConfig(restConfig)
 	if err != nil {
 		return err
@@ -156,12 +156,12 @@ func awaitAdmission(ctx context.Context, restConfig *rest.Config, setups []*setu
 			}
 			admitted[i] = mutationOf(ds)
 		}
-		warnings.take()
+		relayed.Take()
 		if _, err := client.AppsV1().DaemonSets(overBudget.Namespace).Create(ctx, overBudget, dryRun); err != nil {
 			notYet = fmt.Errorf("dry-run create in set-up %s: %w", setups[celPolicies].name, err)
 			return false, nil
 		}
-		warned := slices.ContainsFunc(warnings.take(), func(w string) bool { return strings.Contains(w, "[rollout-budget]") })
+		warned := slices.ContainsFunc(relayed.Take(), func(w string) bool { return strings.Contains(w, "[rollout-budget]") })
 		after, err := scrape(ctx, client)
 		if err != nil {
 			return false, err
@@ -194,26 +194,4 @@ func awaitAdmission(ctx context.Context, restConfig *rest.Config, setups []*setu
 		return fmt.Errorf("the set-ups did not admit as expected within a minute: %w", notYet)
 	}
 	return err
-}
-
-// warningRecorder keeps the warnings the API server sends.
-type warningRecorder struct {
-	mu       sync.Mutex
-	warnings []string
-}
-
-// HandleWarningHeader implements rest.WarningHandler.
-func (r *warningRecorder) HandleWarningHeader(_ int, _ string, message string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.warnings = append(r.warnings, message)
-}
-
-// take returns the warnings received since the last call.
-func (r *warningRecorder) take() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	w := r.warnings
-	r.warnings = nil
-	return w
 }

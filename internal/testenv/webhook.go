@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,36 +19,15 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	"github.com/daemonset-guard/daemonset-guard/internal/warnings"
 	"github.com/daemonset-guard/daemonset-guard/webhook"
 )
-
-// Warnings keeps the warnings the API server relays from webhooks.
-type Warnings struct {
-	mu   sync.Mutex
-	seen []string
-}
-
-// HandleWarningHeader implements rest.WarningHandler.
-func (w *Warnings) HandleWarningHeader(_ int, _ string, text string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.seen = append(w.seen, text)
-}
-
-// Take returns the warnings since the last call.
-func (w *Warnings) Take() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := w.seen
-	w.seen = nil
-	return out
-}
 
 // Webhook is daemonset-guard running in the test's process behind a real API
 // server, and a client of that API server that keeps its warnings.
 type Webhook struct {
 	Client   kubernetes.Interface
-	Warnings *Warnings
+	Warnings *warnings.Recorder
 	// Config reaches the API server as its administrator.
 	Config *rest.Config
 
@@ -66,7 +44,7 @@ type Webhook struct {
 func StartWebhook(t *testing.T, policyFile string) *Webhook {
 	t.Helper()
 	cfg, wio := Start(t, "")
-	w := &Warnings{}
+	w := &warnings.Recorder{}
 	clientCfg := rest.CopyConfig(cfg)
 	clientCfg.WarningHandler = w
 	wh := &Webhook{
