@@ -10,6 +10,8 @@
 # that `up` started, also after a failed run. `restart-webhook` restarts only
 # daemonset-guard, which then lists the cluster's nodes afresh, as a replica
 # does that starts into a cluster that has grown (make bench-memory).
+# WEBHOOK_ARGS adds flags to daemonset-guard's command line, for example
+# --pprof-bind-address=127.0.0.1:18082 to profile it under load.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -117,7 +119,7 @@ start_webhook() {
 	local pin=()
 	if [ -n "${WEBHOOK_CPUS:-}" ] && command -v taskset >/dev/null; then pin=(taskset -c "$WEBHOOK_CPUS"); fi
 	"${pin[@]}" "$bin/daemonset-guard" --kubeconfig "$KUBECONFIG" --webhook-port "$port" --webhook-cert-dir "$state/certs" \
-		--health-probe-bind-address "$probe" --metrics-bind-address "$metrics" --policy-file "$policy" \
+		--health-probe-bind-address "$probe" --metrics-bind-address "$metrics" --policy-file "$policy" ${WEBHOOK_ARGS:-} \
 		>>"$state/webhook.log" 2>&1 &
 	echo $! >"$state/webhook.pid"
 	wait_ready

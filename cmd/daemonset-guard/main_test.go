@@ -14,18 +14,18 @@ func TestParseFlags(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if cfg.webhookPort != 9443 || cfg.healthProbeBindAddress != ":8081" || cfg.metricsBindAddress != ":8080" || cfg.enableHTTP2 {
+		if cfg.webhookPort != 9443 || cfg.healthProbeBindAddress != ":8081" || cfg.metricsBindAddress != ":8080" || cfg.pprofBindAddress != "0" || cfg.enableHTTP2 {
 			t.Errorf("unexpected defaults: %+v", cfg)
 		}
 	})
 	t.Run("reads every flag", func(t *testing.T) {
 		cfg, err := parseFlags([]string{"--webhook-port=10443", "--webhook-cert-dir=/certs", "--policy-file=/etc/policy.yaml",
-			"--kubeconfig=/kc", "--metrics-bind-address=0", "--health-probe-bind-address=:9000", "--zap-log-level=debug"})
+			"--kubeconfig=/kc", "--metrics-bind-address=0", "--health-probe-bind-address=:9000", "--pprof-bind-address=127.0.0.1:6060", "--zap-log-level=debug"})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if cfg.webhookPort != 10443 || cfg.webhookCertDir != "/certs" || cfg.policyFile != "/etc/policy.yaml" || cfg.kubeconfig != "/kc" ||
-			cfg.metricsBindAddress != "0" || cfg.healthProbeBindAddress != ":9000" {
+			cfg.metricsBindAddress != "0" || cfg.healthProbeBindAddress != ":9000" || cfg.pprofBindAddress != "127.0.0.1:6060" {
 			t.Errorf("flags not read: %+v", cfg)
 		}
 	})

@@ -64,6 +64,7 @@ func run(ctx context.Context, cfg config) error {
 		Cache:                  webhook.CacheOptions(),
 		Metrics:                metricsserver.Options{BindAddress: cfg.metricsBindAddress},
 		HealthProbeBindAddress: cfg.healthProbeBindAddress,
+		PprofBindAddress:       cfg.pprofBindAddress,
 		// Every replica serves; there is nothing to lead.
 		LeaderElection: false,
 		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
