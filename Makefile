@@ -177,7 +177,7 @@ test-e2e: ## Run the e2e suite against KUBECONFIG, where daemonset-guard must be
 test-e2e-local: cluster-up ## Start the local cluster, run the e2e suite on it, stop it.
 	@status=0; \
 	KUBECONFIG=$(CLUSTER_STATE)/kubeconfig KUBECTL=$(BIN)/kubectl E2E_POLICY_FILE=$(CLUSTER_STATE)/policy.yaml \
-	E2E_WEBHOOK_LOG=$(CLUSTER_STATE)/webhook.log E2E_WEBHOOK_READYZ=http://127.0.0.1:18081/readyz \
+	E2E_WEBHOOK_LOG=$(CLUSTER_STATE)/webhook.log E2E_WEBHOOK_READYZ=http://127.0.0.1:18081/readyz E2E_WEBHOOK_METRICS=http://127.0.0.1:18080/metrics \
 	E2E_KWOKCTL=$(BIN)/kwokctl E2E_CLUSTER_NAME=daemonset-guard KWOK_WORKDIR=$(CLUSTER_STATE)/kwok $(GO) test -tags e2e -count=1 -timeout 20m -v ./e2e/ || status=$$?; \
 	e2e/local-cluster.sh down; exit $$status
 

@@ -15,6 +15,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/daemonset-guard/daemonset-guard/e2e/internal/bench"
 )
 
 // TestInventoryFollowsNodesAcrossAnAPIServerRestart stops the whole control
@@ -22,12 +24,16 @@ import (
 // runs on the host, starts it again, relabels a node, and measures how long
 // the webhook's answers take to reflect the relabel. Meanwhile /readyz stays
 // ready: the webhook keeps its last known nodes, and it receives no request
-// while the API server is gone. It needs kwokctl's cluster, so
-// e2e/kind/run.sh leaves it out by name.
+// while the API server is gone. What tells an operator that the inventory is
+// not following the cluster is the webhook's failed API requests in
+// rest_client_requests_total{code="<error>"}: client-go retries a refused
+// watch by itself and never reports it to a watch error handler. It needs
+// kwokctl's cluster, so e2e/kind/run.sh leaves it out by name.
 func TestInventoryFollowsNodesAcrossAnAPIServerRestart(t *testing.T) {
-	kwokctl, name, readyz := os.Getenv("E2E_KWOKCTL"), os.Getenv("E2E_CLUSTER_NAME"), os.Getenv("E2E_WEBHOOK_READYZ")
-	if kwokctl == "" || name == "" || readyz == "" {
-		t.Fatal("restarting the API server needs the local cluster: set E2E_KWOKCTL, E2E_CLUSTER_NAME and E2E_WEBHOOK_READYZ (make test-e2e-local does)")
+	kwokctl, name := os.Getenv("E2E_KWOKCTL"), os.Getenv("E2E_CLUSTER_NAME")
+	readyz, metrics := os.Getenv("E2E_WEBHOOK_READYZ"), os.Getenv("E2E_WEBHOOK_METRICS")
+	if kwokctl == "" || name == "" || readyz == "" || metrics == "" {
+		t.Fatal("restarting the API server needs the local cluster: set E2E_KWOKCTL, E2E_CLUSTER_NAME, E2E_WEBHOOK_READYZ and E2E_WEBHOOK_METRICS (make test-e2e-local does)")
 	}
 	c := connect(t)
 	ns := c.namespace(t, "e2e-restart")
@@ -53,6 +59,28 @@ func TestInventoryFollowsNodesAcrossAnAPIServerRestart(t *testing.T) {
 		}
 		return nil
 	}
+	failedRequests := func() (float64, error) {
+		resp, err := http.Get(metrics)
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		families, err := bench.ParseMetrics(resp.Body, "rest_client_requests_total")
+		if err != nil {
+			return 0, err
+		}
+		var failed float64
+		for _, m := range families["rest_client_requests_total"].GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "code" && l.GetValue() == "<error>" {
+					failed += m.GetCounter().GetValue()
+				}
+			}
+		}
+		return failed, nil
+	}
+	failedBefore, err := failedRequests()
+	g.Expect(err).NotTo(HaveOccurred())
 	cluster("stop")
 	stopped := true
 	t.Cleanup(func() {
@@ -60,9 +88,11 @@ func TestInventoryFollowsNodesAcrossAnAPIServerRestart(t *testing.T) {
 			cluster("start")
 		}
 	})
-	_, err := c.client.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{})
+	_, err = c.client.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{})
 	g.Expect(err).To(HaveOccurred(), "the API server is down")
 	g.Consistently(ready, 3*time.Second, 250*time.Millisecond).Should(Succeed(), "/readyz while the API server is down")
+	g.Eventually(failedRequests, 30*time.Second, 250*time.Millisecond).Should(BeNumerically(">", failedBefore),
+		"the node watch's failed reconnects show in the webhook's rest_client_requests_total")
 	cluster("start")
 	stopped = false
 	g.Eventually(func() error {

@@ -13,6 +13,7 @@
 //	E2E_POLICY_CONFIGMAP  namespace/name of the policy ConfigMap, in a cluster
 //	E2E_WEBHOOK_LOG       the webhook's log file, printed on failure
 //	E2E_WEBHOOK_READYZ    the webhook's /readyz URL, when it runs on the host
+//	E2E_WEBHOOK_METRICS   the webhook's /metrics URL, when it runs on the host
 //	E2E_KWOKCTL, E2E_CLUSTER_NAME
 //	                      kwokctl and the local cluster's name, to restart its
 //	                      control plane (with KWOK_WORKDIR)

@@ -98,22 +98,33 @@ func TestPolicyReloadUnderLoadNeverMixesPolicies(t *testing.T) {
 			}
 		})
 	}
-	for i := range 10 {
-		if i%3 == 2 {
-			write("apiVersion: daemonset-guard.io/v1alpha1\nkind: Policy\nmutation: {rollingUpdate: {maxUnavailable: \"0%\"}}\n")
-		} else if i%2 == 0 {
-			write(b)
-		} else {
-			write(a)
+	answered := func(name string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return seen[name]
+	}
+	// Each step waits for the watcher instead of sleeping: a loaded machine
+	// may take longer than any sleep to notice a write. The file is written
+	// again while waiting, in case the watcher was not yet watching.
+	invalid := "apiVersion: daemonset-guard.io/v1alpha1\nkind: Policy\nmutation: {rollingUpdate: {maxUnavailable: \"0%\"}}\n"
+	for _, step := range []struct{ name, doc string }{{"b", b}, {"a", a}, {"invalid", invalid}, {"b", b}, {"invalid", invalid}, {"a", a}} {
+		if step.name == "invalid" {
+			inForce, refused := store.Get(), failedReloads.Load()
+			g.Eventually(func() int64 { write(step.doc); return failedReloads.Load() }, 10*time.Second, 250*time.Millisecond).
+				Should(BeNumerically(">", refused), "the watcher refuses the invalid file")
+			g.Expect(store.Get()).To(BeIdenticalTo(inForce), "an invalid file leaves the policy in force")
+			continue
 		}
-		time.Sleep(150 * time.Millisecond)
+		key := "pool-" + step.name
+		g.Eventually(func() string { write(step.doc); return store.Get().Mutation.Tolerations[0].Key }, 10*time.Second, 250*time.Millisecond).
+			Should(Equal(key), "the watcher reloads policy %s", step.name)
+		before := answered(step.name)
+		g.Eventually(func() int { return answered(step.name) }, 10*time.Second, 10*time.Millisecond).
+			Should(BeNumerically(">", before), "clients are answered under policy %s", step.name)
 	}
 	close(stop)
 	clients.Wait()
 	g.Expect(mixed).To(BeEmpty(), "no answer mixes two policies")
-	g.Expect(seen["a"]).To(BeNumerically(">", 0))
-	g.Expect(seen["b"]).To(BeNumerically(">", 0), "the reloads took effect under load")
-	g.Expect(failedReloads.Load()).To(BeNumerically(">", 0), "the invalid versions were seen and refused")
 	g.Expect(testutil.ToFloat64(metrics.reloads.WithLabelValues("failed"))).To(BeEquivalentTo(failedReloads.Load()), "failed reloads are counted")
 	g.Expect(testutil.ToFloat64(metrics.reloads.WithLabelValues("ok"))).To(BeNumerically(">", 0), "good reloads are counted")
 	t.Logf("answers under policy a: %d, under policy b: %d; %d invalid reloads refused", seen["a"], seen["b"], failedReloads.Load())
