@@ -157,7 +157,7 @@ func TestThroughTheAPIServer(t *testing.T) {
 			_, err := dsClient.Create(ctx, fixture.Written("nvme-agent-2", withNodeSelector("disktype", "nvme")), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 			g.Expect(err).NotTo(HaveOccurred())
 			return c.Warnings.Take()
-		}, 5*time.Second, 50*time.Millisecond).Should(BeEmpty(), "hdd-1 now has disktype=nvme")
+		}, 10*time.Second, 50*time.Millisecond).Should(BeEmpty(), "hdd-1 now has disktype=nvme")
 	})
 
 	t.Run("a policy change to deny applies without restart", func(t *testing.T) {
@@ -166,7 +166,7 @@ func TestThroughTheAPIServer(t *testing.T) {
 		g.Eventually(func() error {
 			_, err := dsClient.Create(ctx, fixture.Written("gpu-agent", withNodeSelector("gpu", "true")), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 			return err
-		}, 5*time.Second, 100*time.Millisecond).Should(MatchError(And(
+		}, 10*time.Second, 100*time.Millisecond).Should(MatchError(And(
 			ContainSubstring(`admission webhook "validate.daemonset-guard.io" denied the request`),
 			ContainSubstring("spec.template.spec: Forbidden: [targets-nodes] the DaemonSet would run on no node: 0 of 4 nodes: 4 lack label gpu=true"),
 		)))
@@ -190,7 +190,7 @@ func TestThroughTheAPIServer(t *testing.T) {
 			_, err := dsClient.Update(ctx, ds, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}})
 			g.Expect(err).NotTo(HaveOccurred(), "a label change must not be refused because no node matches today")
 			return c.Warnings.Take()
-		}, 5*time.Second, 50*time.Millisecond).Should(ContainElement(ContainSubstring("would run on no node")))
+		}, 10*time.Second, 50*time.Millisecond).Should(ContainElement(ContainSubstring("would run on no node")))
 	})
 	g.Expect(strings.Join(c.Warnings.Take(), "\n")).To(BeEmpty(), "no warning should be left unchecked")
 }

@@ -132,12 +132,12 @@ func TestCertificateRotationUnderLoadFailsNoRequest(t *testing.T) {
 	}
 
 	// Let the load run on the first certificate, then rotate three times.
-	g.Eventually(requests.Load, 5*time.Second, 10*time.Millisecond).Should(BeNumerically(">", 50))
+	g.Eventually(requests.Load, 10*time.Second, 10*time.Millisecond).Should(BeNumerically(">", 50))
 	var last *certs.KeyPair
 	for range 3 {
 		last = issue(t, ca, dir)
 		rotated := requests.Load()
-		g.Eventually(requests.Load, 5*time.Second, 10*time.Millisecond).Should(BeNumerically(">", rotated+50), "requests go on after a rotation")
+		g.Eventually(requests.Load, 10*time.Second, 10*time.Millisecond).Should(BeNumerically(">", rotated+50), "requests go on after a rotation")
 	}
 	g.Eventually(serialSeen, 15*time.Second, 50*time.Millisecond).Should(Equal(last.Cert.SerialNumber.String()),
 		"new connections should see the newest certificate")

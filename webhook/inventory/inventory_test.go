@@ -280,7 +280,7 @@ func TestInventoryIsNotSyncedUntilTheInformerListedEveryNode(t *testing.T) {
 	g := NewWithT(t)
 	g.Consistently(inv.Synced, 300*time.Millisecond, 10*time.Millisecond).Should(BeFalse(), "not synced while the first list is under way")
 	close(release)
-	g.Eventually(inv.Synced, 5*time.Second, 10*time.Millisecond).Should(BeTrue(), "synced once the first list arrived")
+	g.Eventually(inv.Synced, 10*time.Second, 10*time.Millisecond).Should(BeTrue(), "synced once the first list arrived")
 	if n, _ := inv.Size(); n != 1 {
 		t.Errorf("synced with %d nodes, want the listed one", n)
 	}

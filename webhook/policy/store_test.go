@@ -48,17 +48,17 @@ func TestWatcherReloadsValidChangesAndKeepsTheLastGoodPolicy(t *testing.T) {
 	g.Eventually(func() policy.Action {
 		write(header + "rules:\n  targets-nodes: {action: deny}\n")
 		return store.Get().Action(policy.TargetsNodes)
-	}, 5*time.Second, 200*time.Millisecond).Should(Equal(policy.Deny), "a valid change should apply without restart")
+	}, 10*time.Second, 200*time.Millisecond).Should(Equal(policy.Deny), "a valid change should apply without restart")
 	g.Expect(reloads()).To(ContainElement(BeNil()), "a successful reload should be reported")
 
 	good := store.Get()
 	write(header + "rules:\n  targets-nodes: {action: block}\n")
-	g.Eventually(func() []error { return reloads() }, 5*time.Second).Should(ContainElement(MatchError(ContainSubstring(`rules.targets-nodes.action: Unsupported value: "block"`))),
+	g.Eventually(func() []error { return reloads() }, 10*time.Second).Should(ContainElement(MatchError(ContainSubstring(`rules.targets-nodes.action: Unsupported value: "block"`))),
 		"an invalid change should be reported with its field path")
 	g.Expect(store.Get()).To(BeIdenticalTo(good), "an invalid change must leave the last good policy in force")
 
 	write(header + "rules:\n  targets-nodes: {action: true}\n")
-	g.Eventually(func() []error { return reloads() }, 5*time.Second).Should(HaveLen(3), "a second invalid change should be reported too")
+	g.Eventually(func() []error { return reloads() }, 10*time.Second).Should(HaveLen(3), "a second invalid change should be reported too")
 	write(header + "rules:\n  targets-nodes: {action: off}\n")
-	g.Eventually(func() policy.Action { return store.Get().Action(policy.TargetsNodes) }, 5*time.Second).Should(Equal(policy.Off), "a valid change after an invalid one should apply")
+	g.Eventually(func() policy.Action { return store.Get().Action(policy.TargetsNodes) }, 10*time.Second).Should(Equal(policy.Off), "a valid change after an invalid one should apply")
 }
