@@ -93,6 +93,8 @@ func TestInventoryFollowsNodesAcrossAnAPIServerRestart(t *testing.T) {
 	g.Consistently(ready, 3*time.Second, 250*time.Millisecond).Should(Succeed(), "/readyz while the API server is down")
 	g.Eventually(failedRequests, 30*time.Second, 250*time.Millisecond).Should(BeNumerically(">", failedBefore),
 		"the node watch's failed reconnects show in the webhook's rest_client_requests_total")
+	failedDuring, _ := failedRequests()
+	t.Logf("the webhook counted %.0f failed API requests while the API server was down", failedDuring-failedBefore)
 	cluster("start")
 	stopped = false
 	g.Eventually(func() error {
