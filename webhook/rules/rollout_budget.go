@@ -70,9 +70,15 @@ func MaxUnavailable(ru *appsv1.RollingUpdateDaemonSet, targeted int) (int, error
 	return unavailable, nil
 }
 
+// scaled resolves v against total. A negative value is an error, as the API
+// server's validation has it; the controller never sees one.
 func scaled(v *intstr.IntOrString, total int) (int, error) {
 	if v == nil {
 		return 0, nil
 	}
-	return intstr.GetScaledValueFromIntOrPercent(v, total, true)
+	n, err := intstr.GetScaledValueFromIntOrPercent(v, total, true)
+	if err == nil && n < 0 {
+		return 0, fmt.Errorf("%s must not be negative", v.String())
+	}
+	return n, err
 }
