@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"math"
 	"slices"
 	"text/tabwriter"
 	"time"
@@ -27,9 +26,8 @@ func summarize(latencies []time.Duration) stats {
 	for _, l := range sorted {
 		total += l
 	}
-	// Nearest rank: the smallest latency that p% of the calls did not exceed.
-	rank := func(p float64) time.Duration { return sorted[max(0, int(math.Ceil(p/100*float64(len(sorted))))-1)] }
-	return stats{n: len(sorted), p50: rank(50), p90: rank(90), p99: rank(99), mean: total / time.Duration(len(sorted))}
+	return stats{n: len(sorted), p50: bench.Percentile(sorted, 50), p90: bench.Percentile(sorted, 90), p99: bench.Percentile(sorted, 99),
+		mean: total / time.Duration(len(sorted))}
 }
 
 // report prints and records a run's results.

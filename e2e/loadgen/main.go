@@ -176,11 +176,12 @@ func (r *result) merge(other result) {
 	r.errors += other.errors
 }
 
-func (r result) percentile(p int) string {
+// percentile formats a percentile of the latencies, which must be sorted.
+func (r result) percentile(p float64) string {
 	if len(r.latencies) == 0 {
 		return "-"
 	}
-	return r.latencies[(len(r.latencies)-1)*p/100].Round(10 * time.Microsecond).String()
+	return bench.Percentile(r.latencies, p).Round(10 * time.Microsecond).String()
 }
 
 // caller is one keep-alive connection to the webhook, as the API server

@@ -1,6 +1,6 @@
 // Package bench holds what the measurement programs of `make bench` share:
-// sending requests from concurrent workers, reading Prometheus metrics, and
-// writing the rows of the README's bench table.
+// sending requests from concurrent workers, latency percentiles, reading
+// Prometheus metrics, and writing the rows of the README's bench table.
 package bench
 
 import (
@@ -9,10 +9,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -58,6 +60,17 @@ func Ratio(value, baseline float64) string {
 		return "n/a"
 	}
 	return fmt.Sprintf("%.2fx", value/baseline)
+}
+
+// Percentile returns the nearest-rank percentile p (0 < p <= 100) of
+// latencies sorted in increasing order: the smallest latency that p% of the
+// calls did not exceed. Every program of the bench table reports percentiles
+// with it, so that their p99s mean the same thing.
+func Percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[max(0, int(math.Ceil(p/100*float64(len(sorted))))-1)]
 }
 
 // ForEach calls f for every index below n from the given number of

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestParseMetricsKeepsOnlyTheFamiliesAskedFor(t *testing.T) {
@@ -88,5 +89,25 @@ func TestAppendRowsAppends(t *testing.T) {
 	}
 	if want := "| a | 1 ms | 2 ms | 0.50x |\n| b | 3 ms | 0 ms | n/a |\n"; string(got) != want {
 		t.Errorf("rows file:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestPercentileTakesNearestRanks(t *testing.T) {
+	var sorted []time.Duration
+	for i := 1; i <= 100; i++ {
+		sorted = append(sorted, time.Duration(i)*time.Millisecond)
+	}
+	for p, want := range map[float64]time.Duration{50: 50 * time.Millisecond, 99: 99 * time.Millisecond, 99.5: 100 * time.Millisecond, 100: 100 * time.Millisecond, 0.1: time.Millisecond} {
+		if got := Percentile(sorted, p); got != want {
+			t.Errorf("Percentile(1..100 ms, %v) = %s, want %s", p, got, want)
+		}
+	}
+	// Of three calls, the p50 is the second and the p99 the slowest.
+	three := []time.Duration{time.Millisecond, 2 * time.Millisecond, 9 * time.Millisecond}
+	if p50, p99 := Percentile(three, 50), Percentile(three, 99); p50 != 2*time.Millisecond || p99 != 9*time.Millisecond {
+		t.Errorf("of 1, 2 and 9 ms: p50 %s and p99 %s, want 2ms and 9ms", p50, p99)
+	}
+	if got := Percentile(nil, 99); got != 0 {
+		t.Errorf("Percentile(nil) = %s, want 0", got)
 	}
 }
