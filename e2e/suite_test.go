@@ -312,10 +312,6 @@ func kubectl(t *testing.T, args ...string) string {
 	return out
 }
 
-func hasTaint(n corev1.Node, key string) bool {
-	return slices.ContainsFunc(n.Spec.Taints, func(t corev1.Taint) bool { return t.Key == key })
-}
-
 // unavailable counts the target nodes without an available daemon pod: one
 // not being deleted, Ready for at least minReadySeconds, as the DaemonSet
 // controller counts availability.

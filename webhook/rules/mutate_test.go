@@ -111,7 +111,7 @@ func TestMutate(t *testing.T) {
 			ds: fixture.DaemonSet("fluentd", withTolerations(controlPlaneToleration), func(ds *appsv1.DaemonSet) {
 				ds.ManagedFields = []metav1.ManagedFieldsEntry{{
 					Manager: "kubectl", Operation: metav1.ManagedFieldsOperationApply, FieldsType: "FieldsV1",
-					FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:minReadySeconds":{},"f:updateStrategy":{"f:rollingUpdate":{"f:maxUnavailable":{}}}}}`)},
+					FieldsV1: metav1.NewFieldsV1(`{"f:spec":{"f:minReadySeconds":{},"f:updateStrategy":{"f:rollingUpdate":{"f:maxUnavailable":{}}}}}`),
 				}}
 			}),
 		},
@@ -120,13 +120,13 @@ func TestMutate(t *testing.T) {
 			ds: fixture.DaemonSet("fluentd", withTolerations(controlPlaneToleration), withMinReady(5), func(ds *appsv1.DaemonSet) {
 				ds.ManagedFields = []metav1.ManagedFieldsEntry{{
 					Manager: "kube-controller-manager", Operation: metav1.ManagedFieldsOperationUpdate, FieldsType: "FieldsV1",
-					FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:updateStrategy":{"f:rollingUpdate":{"f:maxUnavailable":{}}}}}`)},
+					FieldsV1: metav1.NewFieldsV1(`{"f:spec":{"f:updateStrategy":{"f:rollingUpdate":{"f:maxUnavailable":{}}}}}`),
 				}}
 			}),
 			want: fixture.DaemonSet("fluentd", withTolerations(controlPlaneToleration), withMinReady(5), withMaxUnavailable(intstr.FromString("10%")), func(ds *appsv1.DaemonSet) {
 				ds.ManagedFields = []metav1.ManagedFieldsEntry{{
 					Manager: "kube-controller-manager", Operation: metav1.ManagedFieldsOperationUpdate, FieldsType: "FieldsV1",
-					FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:updateStrategy":{"f:rollingUpdate":{"f:maxUnavailable":{}}}}}`)},
+					FieldsV1: metav1.NewFieldsV1(`{"f:spec":{"f:updateStrategy":{"f:rollingUpdate":{"f:maxUnavailable":{}}}}}`),
 				}}
 			}, withAnnotation(MutatedAnnotation, "rolling-update-defaults")),
 			wantChanged: []string{"rolling-update-defaults"},

@@ -93,7 +93,7 @@ func userChoices(ds *appsv1.DaemonSet) choices {
 			continue
 		}
 		var owned map[string]any
-		if json.Unmarshal(mf.FieldsV1.Raw, &owned) != nil {
+		if json.Unmarshal(mf.FieldsV1.GetRawBytes(), &owned) != nil {
 			continue
 		}
 		c.maxUnavailable = c.maxUnavailable || owns(owned, "f:spec", "f:updateStrategy", "f:rollingUpdate", "f:maxUnavailable")
