@@ -13,13 +13,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr/funcr"
 	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/daemonset-guard/daemonset-guard/internal/fixture"
 	"github.com/daemonset-guard/daemonset-guard/webhook/inventory"
+	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
 	"github.com/daemonset-guard/daemonset-guard/webhook/rules"
 )
 
@@ -28,16 +32,21 @@ import (
 func tlsServer(t *testing.T, nodes rules.Nodes, timeout time.Duration) (*httptest.Server, *http.Client) {
 	t.Helper()
 	m, v, _ := testHandlers(t, nodes)
-	mux := http.NewServeMux()
-	for path, h := range routes(m, v, timeout) {
-		mux.Handle(path, h)
-	}
-	srv := httptest.NewUnstartedServer(mux)
+	srv := httptest.NewUnstartedServer(routesMux(m, v, timeout))
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	client := srv.Client()
 	client.Timeout = 30 * time.Second
 	return srv, client
+}
+
+// routesMux serves routes on one handler.
+func routesMux(m *Mutator, v *Validator, timeout ...time.Duration) *http.ServeMux {
+	mux := http.NewServeMux()
+	for path, h := range routes(m, v, append(timeout, DefaultRequestTimeout)[0]) {
+		mux.Handle(path, h)
+	}
+	return mux
 }
 
 // answer is what the webhook said, or the HTTP status when it did not answer
@@ -49,6 +58,7 @@ type answer struct {
 	allowed    bool
 	code       int32
 	message    string
+	warnings   []string
 	patch      []map[string]any
 }
 
@@ -68,7 +78,7 @@ func post(t *testing.T, client *http.Client, url, contentType string, body []byt
 	if err := json.Unmarshal(data, &review); err != nil || review.Response == nil {
 		t.Fatalf("not an AdmissionReview (HTTP %d): %s", resp.StatusCode, data)
 	}
-	a.apiVersion, a.uid, a.allowed = review.APIVersion, string(review.Response.UID), review.Response.Allowed
+	a.apiVersion, a.uid, a.allowed, a.warnings = review.APIVersion, string(review.Response.UID), review.Response.Allowed, review.Response.Warnings
 	if r := review.Response.Result; r != nil {
 		a.code, a.message = r.Code, r.Message
 	}
@@ -176,24 +186,61 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
-// panicking is a node view that panics, standing for a bug anywhere below
-// the handlers.
+// panicking is a node view that panics, standing for a bug in a rule.
 type panicking struct{}
 
-func (panicking) Synced() bool                                   { return true }
-func (panicking) Coverage(*corev1.PodSpec) inventory.Coverage    { panic("a bug") }
-func (panicking) Lost(*corev1.PodSpec, *corev1.PodSpec) []string { panic("a bug") }
+func (panicking) Synced() bool { return true }
+func (panicking) Coverage(*corev1.PodSpec) (inventory.Coverage, error) {
+	panic("a bug")
+}
+func (panicking) Lost(*corev1.PodSpec, *corev1.PodSpec) ([]string, error) { panic("a bug") }
 
-func TestAPanicBecomesA500WithTheRequestUID(t *testing.T) {
-	g := NewWithT(t)
-	srv, client := tlsServer(t, panicking{}, DefaultRequestTimeout)
-	a := post(t, client, srv.URL+ValidatePath, "application/json", []byte(reviewBody("CREATE", fixture.DaemonSet("fluentd"), nil, "")))
-	g.Expect(a.allowed).To(BeFalse())
-	g.Expect(a.code).To(BeEquivalentTo(http.StatusInternalServerError))
-	g.Expect(a.message).To(ContainSubstring("panic: a bug [recovered]"))
-	g.Expect(a.uid).To(Equal("705ab4f5-6393-11e8-b7cc-42010a800002"))
-	again := post(t, client, srv.URL+MutatePath, "application/json", []byte(reviewBody("CREATE", fixture.DaemonSet("fluentd"), nil, "")))
-	g.Expect(again.allowed).To(BeTrue(), "the server is still up")
+// TestARuleThatPanicsIsAnsweredAsItsOnErrorSays sends, over real TLS, a
+// DaemonSet whose placement rules panic, under the README's policy where
+// targets-nodes denies: no answer is a 5xx, each panic is logged with the
+// request's uid and counted, and each rule answers as its onError says.
+func TestARuleThatPanicsIsAnsweredAsItsOnErrorSays(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		onError policy.OnError
+		allowed bool
+	}{
+		{"admits with a warning naming the rule when onError is allow", policy.OnErrorAllow, true},
+		{"denies naming the rule when onError is deny", policy.OnErrorDeny, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			var logs []string
+			log := funcr.New(func(prefix, args string) { logs = append(logs, prefix+" "+args) }, funcr.Options{})
+			p, err := policy.Load("policy/testdata/example.yaml")
+			g.Expect(err).NotTo(HaveOccurred())
+			p.Rules.TargetsNodes.OnError = tt.onError
+			reg := prometheus.NewRegistry()
+			metrics, err := NewMetrics(reg, inventory.New())
+			g.Expect(err).NotTo(HaveOccurred())
+			mutator, validator := newHandlers(policy.NewStore(p), panicking{}, metrics, log)
+			srv := httptest.NewUnstartedServer(routesMux(mutator, validator))
+			srv.StartTLS()
+			t.Cleanup(srv.Close)
+
+			a := post(t, srv.Client(), srv.URL+ValidatePath, "application/json", []byte(reviewBody("CREATE", mutated(t, fixture.DaemonSet("fluentd")), nil, "")))
+			g.Expect(a.status).To(Equal(http.StatusOK))
+			g.Expect(a.code).To(BeNumerically("<", 500), "no answer is a 5xx")
+			g.Expect(a.allowed).To(Equal(tt.allowed))
+			if tt.allowed {
+				g.Expect(a.warnings).To(ContainElement(ContainSubstring("[targets-nodes] spec: the rule could not be evaluated, so it was not applied (its onError is allow): panic: a bug")))
+			} else {
+				g.Expect(a.code).To(BeEquivalentTo(http.StatusUnprocessableEntity))
+				g.Expect(a.message).To(ContainSubstring("[targets-nodes] the rule could not be evaluated, and its onError is deny: panic: a bug"))
+			}
+			g.Expect(a.warnings).To(ContainElement(ContainSubstring("[rollout-budget] spec: the rule could not be evaluated")), "rollout-budget keeps its own onError, allow")
+			g.Expect(testutil.ToFloat64(metrics.ruleErrors.WithLabelValues(policy.TargetsNodes))).To(BeEquivalentTo(1))
+			g.Expect(testutil.ToFloat64(metrics.ruleErrors.WithLabelValues(policy.RolloutBudget))).To(BeEquivalentTo(1))
+			g.Expect(testutil.ToFloat64(metrics.ruleErrors.WithLabelValues(policy.SelectorMatchesTemplate))).To(BeZero())
+			g.Expect(logs).To(ContainElement(And(ContainSubstring("rule could not be evaluated"), ContainSubstring(`"rule"="targets-nodes"`),
+				ContainSubstring("705ab4f5-6393-11e8-b7cc-42010a800002"), ContainSubstring("stack"))))
+		})
+	}
 }
 
 func TestASlowClientIsCutOffAtTheDeadline(t *testing.T) {

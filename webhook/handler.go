@@ -8,9 +8,11 @@ import (
 	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	sigsjson "sigs.k8s.io/json"
 
@@ -99,6 +101,42 @@ func refuse(err error) admission.Response {
 		return admission.Allowed("")
 	}
 	return admission.Errored(http.StatusBadRequest, err)
+}
+
+// respond denies with field errors when a finding denies, and returns every
+// other finding as a warning.
+func respond(in *rules.Input, findings []rules.Finding) admission.Response {
+	var denied field.ErrorList
+	var warnings []string
+	for _, f := range findings {
+		if f.Action == policy.Deny {
+			denied = append(denied, f.FieldError())
+		} else {
+			warnings = append(warnings, f.String())
+		}
+	}
+	if len(denied) == 0 {
+		return admission.Allowed("").WithWarnings(warnings...)
+	}
+	name := in.Object.Name
+	if name == "" {
+		name = in.Object.GenerateName // the API server names the object after admission
+	}
+	status := apierrors.NewInvalid(daemonSetGroupKind, name, denied).Status()
+	return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: false, Result: &status}}.WithWarnings(warnings...)
+}
+
+// ruleErrors logs and counts the rules that could not be evaluated; their
+// answers are already among the findings.
+func (h *handler) ruleErrors(req admission.Request, errs []rules.RuleError) {
+	for _, e := range errs {
+		h.metrics.ruleErrors.WithLabelValues(e.Rule).Inc()
+		kv := []any{"uid", req.UID, "namespace", req.Namespace, "name", req.Name, "rule", e.Rule, "onError", h.policy.Get().OnError(e.Rule)}
+		if e.Stack != nil {
+			kv = append(kv, "stack", string(e.Stack))
+		}
+		h.log.Error(e.Err, "rule could not be evaluated", kv...)
+	}
 }
 
 // record logs one line per decision and counts each finding. Object bodies

@@ -1,16 +1,20 @@
 package webhook
 
 import (
+	"slices"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/daemonset-guard/daemonset-guard/webhook/inventory"
+	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
 )
 
 // Metrics are daemonset-guard's own Prometheus metrics. controller-runtime
 // adds request counts and latencies per webhook path beside them.
 type Metrics struct {
-	decisions *prometheus.CounterVec
-	reloads   *prometheus.CounterVec
+	decisions  *prometheus.CounterVec
+	reloads    *prometheus.CounterVec
+	ruleErrors *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them, with gauges that read the
@@ -25,6 +29,15 @@ func NewMetrics(reg prometheus.Registerer, inv *inventory.Inventory) (*Metrics, 
 			Name: "daemonset_guard_policy_reloads_total",
 			Help: "Policy file reloads by result (ok, failed).",
 		}, []string{"result"}),
+		ruleErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "daemonset_guard_rule_errors_total",
+			Help: "Rule evaluations that failed or were too expensive to start, answered as the rule's onError says, by rule.",
+		}, []string{"rule"}),
+	}
+	// Every rule's series exists from the start, so that an alert on its
+	// rate needs no special case for a rule that has never failed.
+	for _, rule := range append(slices.Clone(policy.ValidationRules), policy.MutationRules...) {
+		m.ruleErrors.WithLabelValues(rule)
 	}
 	nodes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "daemonset_guard_inventory_nodes",
@@ -32,9 +45,9 @@ func NewMetrics(reg prometheus.Registerer, inv *inventory.Inventory) (*Metrics, 
 	}, func() float64 { n, _ := inv.Size(); return float64(n) })
 	classes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "daemonset_guard_inventory_node_classes",
-		Help: "Classes of nodes with equal labels and taints in the node inventory.",
+		Help: "Node classes (equal taints and equal values of the label keys some template refers to) held by the node inventory's groupings.",
 	}, func() float64 { _, c := inv.Size(); return float64(c) })
-	for _, c := range []prometheus.Collector{m.decisions, m.reloads, nodes, classes} {
+	for _, c := range []prometheus.Collector{m.decisions, m.reloads, m.ruleErrors, nodes, classes} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -3,7 +3,7 @@ package webhook
 import (
 	"context"
 	"encoding/json"
-	"net/http"
+	"fmt"
 
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -27,16 +27,25 @@ func (m *Mutator) Handle(_ context.Context, req admission.Request) admission.Res
 	// not know from being patched away.
 	before, err := json.Marshal(rules.MutableFields(in.Object))
 	if err != nil {
-		return admission.Errored(http.StatusInternalServerError, err)
+		return unmutated(err)
 	}
-	mutated := rules.Mutate(in)
-	m.record(req, nil, mutated, true)
-	if len(mutated) == 0 {
-		return admission.Allowed("")
+	mutated, errs := rules.Mutate(in)
+	m.ruleErrors(req, errs)
+	findings := rules.MutationFindings(in, errs)
+	resp := respond(in, findings)
+	m.record(req, findings, mutated, resp.Allowed)
+	if !resp.Allowed || len(mutated) == 0 {
+		return resp
 	}
 	after, err := json.Marshal(rules.MutableFields(in.Object))
 	if err != nil {
-		return admission.Errored(http.StatusInternalServerError, err)
+		return unmutated(err)
 	}
-	return admission.PatchResponseFromRaw(before, after)
+	return admission.PatchResponseFromRaw(before, after).WithWarnings(resp.Warnings...)
+}
+
+// unmutated admits the object as it came: the mutating webhook fails open,
+// and a patch it cannot compute is its own failure, not the user's.
+func unmutated(err error) admission.Response {
+	return admission.Allowed("").WithWarnings(fmt.Sprintf("daemonset-guard could not compute its mutation, so the DaemonSet was admitted without it: %v", err))
 }

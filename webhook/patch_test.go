@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/daemonset-guard/daemonset-guard/internal/generate"
+	"github.com/daemonset-guard/daemonset-guard/internal/seed"
 	"github.com/daemonset-guard/daemonset-guard/webhook/inventory"
 	"github.com/daemonset-guard/daemonset-guard/webhook/offline"
 	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
@@ -37,7 +38,7 @@ import (
 // give the same object, byte for byte once re-encoded. A mutation rule that
 // changes a field its fields function does not copy fails here.
 func TestMutableFieldsPatchEqualsTheWholeObjectPatch(t *testing.T) {
-	rng := generate.Rand(t)
+	rng := seed.Rand(t)
 	store := policy.NewStore(policy.Default())
 	metrics, err := NewMetrics(prometheus.NewRegistry(), inventory.New())
 	if err != nil {

@@ -91,12 +91,11 @@ func runAudit(args []string, stdout, stderr io.Writer) int {
 	} else {
 		writeAudit(stdout, report, colours(isTerminal(stdout)))
 	}
-	for _, r := range report.Results {
-		if r.Verdict == offline.Denied {
-			return exitDenied
-		}
+	results := make([]offline.Result, len(report.Results))
+	for i, r := range report.Results {
+		results[i] = r.Result
 	}
-	return exitAdmitted
+	return exitCode(results)
 }
 
 func audit(ctx context.Context, client kubernetes.Interface, namespace string, pol *policy.Policy) (*AuditReport, error) {
@@ -113,13 +112,9 @@ func audit(ctx context.Context, client kubernetes.Interface, namespace string, p
 	for i := range list.Items {
 		ds := &list.Items[i]
 		// Judged as if created today: what the webhooks would change and say.
-		res, err := offline.Evaluate(ds, pol, nodes)
-		if err != nil {
-			return nil, fmt.Errorf("%s/%s: %w", ds.Namespace, ds.Name, err)
-		}
+		res := offline.Evaluate(ds, pol, nodes)
 		s := ds.Status
 		h := Health{
-			Predicted:    nodes.Coverage(&ds.Spec.Template.Spec).Eligible,
 			Desired:      s.DesiredNumberScheduled,
 			Scheduled:    s.CurrentNumberScheduled,
 			Ready:        s.NumberReady,
@@ -128,7 +123,9 @@ func audit(ctx context.Context, client kubernetes.Interface, namespace string, p
 			Misscheduled: s.NumberMisscheduled,
 		}
 		current := s.ObservedGeneration == ds.Generation
-		if current && int(s.DesiredNumberScheduled) != h.Predicted {
+		if cov, err := nodes.Coverage(&ds.Spec.Template.Spec); err != nil {
+			h.Problems = append(h.Problems, fmt.Sprintf("placement could not be predicted: %v", err))
+		} else if h.Predicted = cov.Eligible; current && int(s.DesiredNumberScheduled) != h.Predicted {
 			h.Problems = append(h.Problems, fmt.Sprintf("the controller wants %d pods, daemonset-guard predicts %d", s.DesiredNumberScheduled, h.Predicted))
 		}
 		if s.CurrentNumberScheduled < s.DesiredNumberScheduled {

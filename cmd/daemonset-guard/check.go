@@ -28,7 +28,25 @@ const (
 	exitAdmitted = 0
 	exitDenied   = 1
 	exitUsage    = 2
+	// exitUnevaluated: nothing would be denied, but some DaemonSet or some
+	// rule could not be evaluated, so the answer is incomplete.
+	exitUnevaluated = 3
 )
+
+// exitCode sums up results: a denial is certain whatever else failed, so it
+// comes first; then anything that could not be evaluated.
+func exitCode(results []offline.Result) int {
+	code := exitAdmitted
+	for _, r := range results {
+		switch {
+		case r.Verdict == offline.Denied:
+			return exitDenied
+		case r.Verdict == offline.Failed || len(r.RuleErrors) > 0:
+			code = exitUnevaluated
+		}
+	}
+	return code
+}
 
 // CheckReport is the JSON and YAML output of check: stable, documented in
 // the README.
@@ -113,10 +131,7 @@ func runCheck(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if nodes != nil {
 			view = nodes
 		}
-		res, err := offline.Evaluate(ds, pol, view)
-		if err != nil {
-			return fail(fmt.Errorf("%s: %w", doc.source, err))
-		}
+		res := offline.Evaluate(ds, pol, view)
 		report.Results = append(report.Results, CheckResult{Source: doc.source, Result: *res})
 		patchedDoc, err := patchedOrWritten(res, doc)
 		if err != nil {
@@ -133,12 +148,11 @@ func runCheck(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err := writeCheckReport(stdout, report, *output, isTerminal(stdout)); err != nil {
 		return fail(err)
 	}
-	for _, r := range report.Results {
-		if r.Verdict == offline.Denied {
-			return exitDenied
-		}
+	results := make([]offline.Result, len(report.Results))
+	for i, r := range report.Results {
+		results[i] = r.Result
 	}
-	return exitAdmitted
+	return exitCode(results)
 }
 
 func decodeDaemonSet(doc document) (*appsv1.DaemonSet, error) {
@@ -288,8 +302,11 @@ func writeCheckReport(w io.Writer, report CheckReport, format string, terminal b
 
 func writeResult(b *strings.Builder, c colours, r CheckResult) {
 	verdict := c.paint("32", r.Verdict)
-	if r.Verdict == offline.Denied {
+	if r.Verdict != offline.Admitted {
 		verdict = c.paint("31", r.Verdict)
+	}
+	if r.Error != "" {
+		verdict += ": " + r.Error
 	}
 	fmt.Fprintf(b, "%s/%s (%s): %s\n", r.Namespace, r.Name, r.Source, verdict)
 	if len(r.Patch) > 0 {
@@ -312,6 +329,9 @@ func writeResult(b *strings.Builder, c colours, r CheckResult) {
 			action = c.paint("31", "deny")
 		}
 		fmt.Fprintf(b, "  %s [%s] %s: %s\n", action, f.Rule, f.Field, f.Message)
+	}
+	for _, e := range r.RuleErrors {
+		fmt.Fprintf(b, "  %s [%s] %s\n", c.paint("31", "error"), e.Rule, e.Message)
 	}
 	if r.Coverage != nil {
 		fmt.Fprintf(b, "  nodes: would run on %s\n", r.Coverage)

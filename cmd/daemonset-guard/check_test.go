@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -60,7 +61,33 @@ func TestCheck(t *testing.T) {
 			stdout: []string{"logging/fluentd (<stdin>:1): admitted", "mutated by default-tolerations, rolling-update-defaults:",
 				`~ /spec/updateStrategy/rollingUpdate/maxUnavailable: "10%"`, "nodes: would run on 3 of 8 nodes: 3 lack label disktype=ssd, 2 have untolerated taint nvidia.com/gpu=present:NoSchedule"}},
 		{name: "exits 1 when the corpus holds a DaemonSet the webhook would deny", args: []string{"-f", corpus, "--nodes", corpusNodes, "--policy-file", readmePolicy},
-			code: exitDenied, stdout: []string{"corpus/nvme-agent (" + corpus + ":504): denied", "deny [targets-nodes] spec.template.spec: the DaemonSet would run on no node: 0 of 8 nodes: 8 lack label disktype=nvme"}},
+			code: exitDenied, stdout: []string{"corpus/nvme-agent (" + corpus + ":507): denied", "deny [targets-nodes] spec.template.spec: the DaemonSet would run on no node: 0 of 8 nodes: 8 lack label disktype=nvme"}},
+		{name: "keeps the explicit maxUnavailable of 1 that calico-node's manifest writes, as kubectl apply does", args: []string{"-f", corpus, "--nodes", corpusNodes, "--policy-file", readmePolicy, "-o", "json"},
+			code: exitDenied, stdout: []string{`"name": "calico-node",
+      "verdict": "admitted",
+      "mutations": [
+        "rolling-update-defaults"
+      ],
+      "patch": [
+        {
+          "op": "add",
+          "path": "/metadata/annotations",
+          "value": {
+            "daemonset-guard.io/mutated": "rolling-update-defaults"
+          }
+        },
+        {
+          "op": "add",
+          "path": "/spec/minReadySeconds",
+          "value": 10
+        }
+      ],`}},
+		{name: "reports a DaemonSet that could not be evaluated on its own line, judges the others and exits 3",
+			stdin: fluentd + "---\n" + strings.Replace(fluentd, "name: fluentd,", "name: pinned,", 1) + "      affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [" + hostnameTerms(1000) + "]}}}\n",
+			args:  []string{"-f", "-", "--nodes", write("many-nodes.yaml", manyNodes(1000))}, code: exitUnevaluated,
+			stdout: []string{"logging/fluentd (<stdin>:1): admitted\n", "logging/pinned (<stdin>:12): admitted\n",
+				"warn [targets-nodes] spec: the rule could not be evaluated, so it was not applied (its onError is allow): placement is too expensive to check",
+				"error [targets-nodes] placement is too expensive to check"}},
 		{name: "reads every file of a directory", args: []string{"-f", filepath.Dir(corpus), "--nodes", corpusNodes}, code: exitAdmitted,
 			stdout: []string{"corpus/fluent-bit", "skipped ../../webhook/offline/testdata/nodes.yaml:1 (item 0): Node is not a DaemonSet"}},
 		{name: "says node rules were not evaluated without nodes", stdin: fluentd, args: []string{"-f", "-"}, code: exitAdmitted,
@@ -97,6 +124,25 @@ func TestCheck(t *testing.T) {
 			}
 		})
 	}
+}
+
+// hostnameTerms writes n required node affinity terms that list nodes by hostname.
+func hostnameTerms(n int) string {
+	terms := make([]string, n)
+	for i := range terms {
+		terms[i] = fmt.Sprintf("{matchExpressions: [{key: kubernetes.io/hostname, operator: In, values: [node-%d]}]}", i)
+	}
+	return strings.Join(terms, ", ")
+}
+
+// manyNodes writes a `kubectl get nodes -o yaml` of n plain nodes.
+func manyNodes(n int) string {
+	var b strings.Builder
+	b.WriteString("apiVersion: v1\nkind: List\nitems:\n")
+	for i := range n {
+		fmt.Fprintf(&b, "- {apiVersion: v1, kind: Node, metadata: {name: node-%d, labels: {kubernetes.io/hostname: node-%d}}}\n", i, i)
+	}
+	return b.String()
 }
 
 // unreachableKubeconfig names an API server on a port nothing listens on.

@@ -5,10 +5,6 @@ package generate
 import (
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"strconv"
-	"testing"
-	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -30,21 +26,6 @@ var (
 	}
 	someShares = []intstr.IntOrString{intstr.FromInt32(1), intstr.FromInt32(3), intstr.FromString("10%"), intstr.FromString("25%"), intstr.FromString("100%")}
 )
-
-// Rand returns a generator seeded from PROPERTY_SEED, or from the clock when
-// it is unset, and logs the seed so that a failure can be replayed.
-func Rand(t testing.TB) *rand.Rand {
-	t.Helper()
-	s := uint64(time.Now().UnixNano())
-	if v := os.Getenv("PROPERTY_SEED"); v != "" {
-		var err error
-		if s, err = strconv.ParseUint(v, 10, 64); err != nil {
-			t.Fatalf("PROPERTY_SEED: %v", err)
-		}
-	}
-	t.Logf("PROPERTY_SEED=%d", s)
-	return rand.New(rand.NewPCG(s, s))
-}
 
 func pick[T any](rng *rand.Rand, from []T) []T {
 	var out []T

@@ -1,44 +1,30 @@
 // Package daemonpod holds what the DaemonSet controller does to a pod template
 // before it places the pod, so that the webhook can predict placement and can
-// stay away from fields the controller owns.
+// stay away from fields the controller owns. It calls the controller's own
+// code (k8s.io/kubernetes/pkg/controller/daemon/util) rather than a copy.
 package daemonpod
 
 import (
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
+	daemonutil "k8s.io/kubernetes/pkg/controller/daemon/util"
 )
 
-// controllerTolerations mirrors AddOrUpdateDaemonPodTolerations in
-// k8s.io/kubernetes/pkg/controller/daemon/util, which the webhook cannot
-// import without pulling in the whole of Kubernetes.
-var controllerTolerations = []corev1.Toleration{
-	{Key: corev1.TaintNodeNotReady, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute},
-	{Key: corev1.TaintNodeUnreachable, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute},
-	{Key: corev1.TaintNodeDiskPressure, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule},
-	{Key: corev1.TaintNodeMemoryPressure, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule},
-	{Key: corev1.TaintNodePIDPressure, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule},
-	{Key: corev1.TaintNodeUnschedulable, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule},
-}
-
-var hostNetworkToleration = corev1.Toleration{Key: corev1.TaintNodeNetworkUnavailable, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}
-
 // Tolerations returns the tolerations the controller gives a daemon pod made
-// from spec: the template's own followed by those the controller adds.
+// from spec: the template's own, with those the controller adds to every
+// daemon pod (not-ready, unreachable, the pressure conditions, unschedulable,
+// and network-unavailable for host-network pods). spec is not changed.
 func Tolerations(spec *corev1.PodSpec) []corev1.Toleration {
-	out := make([]corev1.Toleration, 0, len(spec.Tolerations)+len(controllerTolerations)+1)
-	out = append(out, spec.Tolerations...)
-	out = append(out, controllerTolerations...)
-	if spec.HostNetwork {
-		out = append(out, hostNetworkToleration)
-	}
-	return out
+	pod := corev1.PodSpec{HostNetwork: spec.HostNetwork, Tolerations: slices.Clone(spec.Tolerations)}
+	daemonutil.AddOrUpdateDaemonPodTolerations(&pod)
+	return pod.Tolerations
 }
 
 // AddedByController reports whether the controller adds a toleration of the
-// taint key to daemon pods (for host-network pods at least). Such tolerations
+// taint key to daemon pods (to host-network pods at least). Such tolerations
 // never belong in a template: the pods have them anyway, and a template change
 // rolls every pod.
 func AddedByController(key string) bool {
-	return key == hostNetworkToleration.Key || slices.ContainsFunc(controllerTolerations, func(t corev1.Toleration) bool { return t.Key == key })
+	return slices.ContainsFunc(Tolerations(&corev1.PodSpec{HostNetwork: true}), func(t corev1.Toleration) bool { return t.Key == key })
 }

@@ -2,7 +2,9 @@ package inventory
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -14,6 +16,29 @@ import (
 
 	"github.com/daemonset-guard/daemonset-guard/webhook/daemonpod"
 )
+
+// MaxWork bounds the work of one placement question, in units of about 20 ns
+// on a 2-core machine of 2026 (BenchmarkPlacementBudget): the node groups
+// evaluated, each costing groupWork plus one unit per selector entry,
+// requirement, term and toleration, and parseWork per requirement and value
+// parsed. It keeps a question under about 50 ms whatever the template; a
+// question over it is not started, and ErrTooExpensive says why.
+const MaxWork = 1_500_000
+
+// The fixed costs, in MaxWork's units: evaluating a group (the node's label
+// and field sets) and parsing a requirement or a value (validating it).
+const (
+	groupWork = 50
+	parseWork = 50
+)
+
+// maxGroupingKeys bounds the label keys a grouping is built on; a template
+// that refers to more is evaluated node by node.
+const maxGroupingKeys = 16
+
+// ErrTooExpensive is returned, wrapped with the figures, for a placement
+// question whose work would exceed MaxWork.
+var ErrTooExpensive = errors.New("placement is too expensive to check")
 
 // Coverage says on how many nodes a pod template would run and why the
 // others are excluded.
@@ -57,29 +82,21 @@ func (c Coverage) String() string {
 }
 
 // Coverage evaluates the template's pod against every node, as the DaemonSet
-// controller would.
-func (inv *Inventory) Coverage(spec *corev1.PodSpec) Coverage {
-	pod := newDaemonPod(spec)
-	inv.mu.RLock()
-	defer inv.mu.RUnlock()
-	cov := Coverage{Nodes: len(inv.nodes)}
+// controller would. It returns an error wrapping ErrTooExpensive, before
+// doing the work, when the question would exceed MaxWork.
+func (inv *Inventory) Coverage(spec *corev1.PodSpec) (Coverage, error) {
+	p := newPlacement(spec)
+	var cov Coverage
 	excluded := map[string]int{}
-	for _, c := range inv.classes {
-		if !pod.perNode {
-			if reason := pod.exclusion(c.representative); reason != "" {
-				excluded[reason] += len(c.members)
-			} else {
-				cov.Eligible += len(c.members)
-			}
-			continue
+	err := inv.eachGroup([]*placement{p}, func(node *corev1.Node, size int, _ func() []string) {
+		if reason := p.exclusion(node); reason != "" {
+			excluded[reason] += size
+		} else {
+			cov.Eligible += size
 		}
-		for _, n := range c.members {
-			if reason := pod.exclusion(n); reason != "" {
-				excluded[reason]++
-			} else {
-				cov.Eligible++
-			}
-		}
+	}, &cov.Nodes)
+	if err != nil {
+		return Coverage{}, err
 	}
 	for reason, count := range excluded {
 		cov.Exclusions = append(cov.Exclusions, Exclusion{Reason: reason, Nodes: count})
@@ -87,36 +104,119 @@ func (inv *Inventory) Coverage(spec *corev1.PodSpec) Coverage {
 	slices.SortFunc(cov.Exclusions, func(a, b Exclusion) int {
 		return cmp.Or(cmp.Compare(b.Nodes, a.Nodes), cmp.Compare(a.Reason, b.Reason))
 	})
-	return cov
+	return cov, nil
 }
 
 // Lost returns, sorted, the nodes that run a pod of the old template but
-// would not run one of the new template.
-func (inv *Inventory) Lost(oldSpec, newSpec *corev1.PodSpec) []string {
+// would not run one of the new template. Like Coverage, it refuses a question
+// over MaxWork.
+func (inv *Inventory) Lost(oldSpec, newSpec *corev1.PodSpec) ([]string, error) {
 	if SamePlacement(oldSpec, newSpec) {
+		return nil, nil
+	}
+	oldPod, newPod := newPlacement(oldSpec), newPlacement(newSpec)
+	var lost []string
+	err := inv.eachGroup([]*placement{oldPod, newPod}, func(node *corev1.Node, _ int, members func() []string) {
+		if oldPod.fits(node) && !newPod.fits(node) {
+			lost = append(lost, members()...)
+		}
+	}, new(int))
+	slices.Sort(lost)
+	return lost, err
+}
+
+// eachGroup calls visit once for each group of nodes that the placements
+// cannot tell apart, with a node that stands for the group, its size and a
+// function listing its members' names, after checking the work against
+// MaxWork. It sets *total to the number of nodes.
+//
+// Nodes are alike to a template when they agree on the label keys it refers
+// to and on their taints, and, if it names nodes (spec.nodeName,
+// matchFields), when neither is one of the names it mentions: the nodes it
+// names are evaluated one by one, the others by the class of the grouping on
+// its keys, through a member that it does not name.
+func (inv *Inventory) eachGroup(ps []*placement, visit func(node *corev1.Node, size int, members func() []string), total *int) error {
+	var keys, names []string
+	perGroup, parsing := 0, 0
+	for _, p := range ps {
+		keys = append(keys, p.keys...)
+		names = append(names, p.names...)
+		perGroup += p.work
+		parsing += p.parsing
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	prepare := func(groups int) error {
+		if work := groups*(groupWork+perGroup) + parsing*parseWork; work > MaxWork || work < 0 {
+			return fmt.Errorf("%w: %d groups of alike nodes times %d checks each, and %d requirements and values to parse, is more work than a request may take; "+
+				"simplify the template's nodeSelector, required node affinity or tolerations", ErrTooExpensive, groups, perGroup, parsing)
+		}
+		for _, p := range ps {
+			p.parse()
+		}
 		return nil
 	}
-	oldPod, newPod := newDaemonPod(oldSpec), newDaemonPod(newSpec)
-	inv.mu.RLock()
-	defer inv.mu.RUnlock()
-	var lost []string
-	for _, c := range inv.classes {
-		if !oldPod.perNode && !newPod.perNode {
-			if oldPod.fits(c.representative) && !newPod.fits(c.representative) {
+
+	if len(keys) > maxGroupingKeys {
+		inv.mu.RLock()
+		defer inv.mu.RUnlock()
+		*total = len(inv.nodes)
+		if err := prepare(len(inv.nodes)); err != nil {
+			return err
+		}
+		for name, n := range inv.nodes {
+			visit(n, 1, func() []string { return []string{name} })
+		}
+		return nil
+	}
+	return inv.withGrouping(keys, func(g *grouping) error {
+		*total = len(inv.nodes)
+		// The named nodes that exist, and how many of each class's members
+		// they are.
+		named := map[string]bool{}
+		namedIn := map[*class]int{}
+		for _, name := range names {
+			if n := inv.nodes[name]; n != nil && !named[name] {
+				named[name] = true
+				namedIn[g.classes[g.classKey(n)]]++
+			}
+		}
+		if err := prepare(len(g.classes) + len(named)); err != nil {
+			return err
+		}
+		for name := range named {
+			visit(inv.nodes[name], 1, func() []string { return []string{name} })
+		}
+		for _, c := range g.classes {
+			size := len(c.members) - namedIn[c]
+			if size == 0 {
+				continue
+			}
+			node := c.representative
+			if len(names) > 0 {
+				// A template that names nodes reads the name: stand for the
+				// class with one it does not name.
 				for name := range c.members {
-					lost = append(lost, name)
+					if !named[name] {
+						withName := *node
+						withName.Name = name
+						node = &withName
+						break
+					}
 				}
 			}
-			continue
+			visit(node, size, func() []string {
+				var out []string
+				for name := range c.members {
+					if !named[name] {
+						out = append(out, name)
+					}
+				}
+				return out
+			})
 		}
-		for name, n := range c.members {
-			if oldPod.fits(n) && !newPod.fits(n) {
-				lost = append(lost, name)
-			}
-		}
-	}
-	slices.Sort(lost)
-	return lost
+		return nil
+	})
 }
 
 // SamePlacement reports whether two pod specs have equal placement inputs,
@@ -135,47 +235,115 @@ func requiredAffinity(spec *corev1.PodSpec) *corev1.NodeSelector {
 	return spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution
 }
 
-// daemonPod is a pod template prepared for placement questions.
-type daemonPod struct {
+// placement is what the DaemonSet controller reads of a pod template to
+// decide where its pods run. The parts that cost time to build (the parsed
+// affinity, the controller's tolerations) are built by parse, once the
+// question is known to be affordable.
+type placement struct {
 	spec        *corev1.PodSpec
 	affinity    nodeaffinity.RequiredNodeAffinity
 	tolerations []corev1.Toleration
-	// perNode is set when the answer depends on a node's name or identity
-	// labels, so a class representative cannot stand for its members.
-	perNode bool
+	// selector holds the nodeSelector's entries with the reason each gives,
+	// and requirements those of a single required term: the parts that
+	// exclusion reasons name, prepared once.
+	selector     []selectorEntry
+	requirements []requirement
+	// keys are the label keys the nodeSelector and required node affinity
+	// refer to, sorted: nodes alike on them and on taints are alike here.
+	keys []string
+	// names are the node names spec.nodeName and matchFields mention: to
+	// the template, every other node has the same name.
+	names []string
+	// work is what evaluating one node costs beyond groupWork; parsing
+	// counts the requirements and values that parse parses.
+	work, parsing int
 }
 
-func newDaemonPod(spec *corev1.PodSpec) daemonPod {
-	return daemonPod{
-		spec:        spec,
-		affinity:    nodeaffinity.NewRequiredNodeAffinity(spec.NodeSelector, spec.Affinity),
-		tolerations: daemonpod.Tolerations(spec),
-		perNode:     refersToIdentity(spec),
-	}
-}
-
-func refersToIdentity(spec *corev1.PodSpec) bool {
+func newPlacement(spec *corev1.PodSpec) *placement {
+	p := &placement{spec: spec}
 	if spec.NodeName != "" {
-		return true
+		p.names = append(p.names, spec.NodeName)
 	}
 	for k := range spec.NodeSelector {
-		if slices.Contains(identityLabels, k) {
-			return true
-		}
+		p.keys = append(p.keys, k)
 	}
+	p.work = 1 + len(spec.NodeSelector) + len(spec.Tolerations)
 	if ns := requiredAffinity(spec); ns != nil {
 		for _, term := range ns.NodeSelectorTerms {
-			if len(term.MatchFields) > 0 {
-				return true
-			}
 			for _, req := range term.MatchExpressions {
-				if slices.Contains(identityLabels, req.Key) {
-					return true
-				}
+				p.keys = append(p.keys, req.Key)
+				p.parsing += 1 + len(req.Values)
 			}
+			for _, req := range term.MatchFields {
+				p.names = append(p.names, req.Values...)
+				p.parsing += 1 + len(req.Values)
+			}
+			p.work += 1 + len(term.MatchExpressions) + len(term.MatchFields)
 		}
 	}
-	return false
+	slices.Sort(p.keys)
+	p.keys = slices.Compact(p.keys)
+	return p
+}
+
+type selectorEntry struct{ key, value, reason string }
+
+// requirement is one requirement of the only required term, alone.
+type requirement struct {
+	matcher *nodeaffinity.LazyErrorNodeSelector
+	reason  string
+}
+
+func (p *placement) parse() {
+	if p.tolerations != nil {
+		return
+	}
+	p.affinity = nodeaffinity.GetRequiredNodeAffinity(&corev1.Pod{Spec: *p.spec})
+	p.tolerations = daemonpod.Tolerations(p.spec)
+	for _, k := range slices.Sorted(maps.Keys(p.spec.NodeSelector)) {
+		v := p.spec.NodeSelector[k]
+		p.selector = append(p.selector, selectorEntry{key: k, value: v, reason: fmt.Sprintf("lack label %s=%s", k, quoteEmpty(v))})
+	}
+	if ns := requiredAffinity(p.spec); ns != nil && len(ns.NodeSelectorTerms) == 1 {
+		term := ns.NodeSelectorTerms[0]
+		alone := func(t corev1.NodeSelectorTerm, reason string) requirement {
+			m := nodeaffinity.NewLazyErrorNodeSelector(&corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{t}})
+			if _, err := m.Match(&corev1.Node{}); err != nil {
+				reason += fmt.Sprintf(" (invalid, so it matches no node: %v)", err)
+			}
+			return requirement{matcher: m, reason: reason}
+		}
+		for _, req := range term.MatchExpressions {
+			p.requirements = append(p.requirements, alone(corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{req}}, "do not match required node affinity "+describe(req)))
+		}
+		for _, req := range term.MatchFields {
+			p.requirements = append(p.requirements, alone(corev1.NodeSelectorTerm{MatchFields: []corev1.NodeSelectorRequirement{req}}, "do not match required node affinity field "+describe(req)))
+		}
+	}
+}
+
+// fits is the "should run" answer of the controller's nodeShouldRunDaemonPod
+// (pkg/controller/daemon): the same checks, through the same helpers, in the
+// same order. TestPlacementEqualsTheController holds it to the controller's
+// own function.
+func (p *placement) fits(node *corev1.Node) bool { return p.exclusion(node) == "" }
+
+// exclusion returns why the node would not run the pod, or "" if it would.
+func (p *placement) exclusion(node *corev1.Node) string {
+	if p.spec.NodeName != "" && p.spec.NodeName != node.Name {
+		return fmt.Sprintf("are not node %s, which spec.nodeName names", p.spec.NodeName)
+	}
+	// The controller ignores parse errors of the affinity, and so do we:
+	// a term that cannot be parsed matches no node.
+	if ok, _ := p.affinity.Match(node); !ok {
+		return p.affinityExclusion(node)
+	}
+	// Comparison operators on tolerations are an alpha feature, off by
+	// default, as in the controller.
+	if taint, untolerated := v1helper.FindMatchingUntoleratedTaint(klog.Background(), node.Spec.Taints, p.tolerations, noScheduleOrExecute, false); untolerated {
+		return "have untolerated taint " + taint.ToString()
+	}
+	return ""
 }
 
 // noScheduleOrExecute selects the taints that keep a daemon pod off a node.
@@ -184,72 +352,53 @@ func noScheduleOrExecute(t *corev1.Taint) bool {
 	return t.Effect == corev1.TaintEffectNoSchedule || t.Effect == corev1.TaintEffectNoExecute
 }
 
-// fits is nodeShouldRunDaemonPod of pkg/controller/daemon, for the question
-// "should the node run the pod". Comparison operators on tolerations are an
-// alpha feature that is off by default, as in the controller.
-func (p daemonPod) fits(node *corev1.Node) bool {
-	if p.spec.NodeName != "" && p.spec.NodeName != node.Name {
-		return false
-	}
-	// The controller ignores parse errors of the affinity too.
-	if ok, _ := p.affinity.Match(node); !ok {
-		return false
-	}
-	_, untolerated := v1helper.FindMatchingUntoleratedTaint(klog.Background(), node.Spec.Taints, p.tolerations, noScheduleOrExecute, false)
-	return !untolerated
-}
-
-// exclusion returns why the node would not run the pod, or "" if it would.
-func (p daemonPod) exclusion(node *corev1.Node) string {
-	if p.fits(node) {
-		return ""
-	}
-	if p.spec.NodeName != "" && p.spec.NodeName != node.Name {
-		return fmt.Sprintf("are not node %s named by spec.nodeName", p.spec.NodeName)
-	}
-	if ok, _ := p.affinity.Match(node); !ok {
-		return p.affinityExclusion(node)
-	}
-	taint, _ := v1helper.FindMatchingUntoleratedTaint(klog.Background(), node.Spec.Taints, p.tolerations, noScheduleOrExecute, false)
-	return "have untolerated taint " + taint.ToString()
-}
-
-func (p daemonPod) affinityExclusion(node *corev1.Node) string {
-	keys := make([]string, 0, len(p.spec.NodeSelector))
-	for k := range p.spec.NodeSelector {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		if v := p.spec.NodeSelector[k]; node.Labels[k] != v {
-			return fmt.Sprintf("lack label %s=%s", k, v)
+// affinityExclusion names the first part of the nodeSelector or required
+// node affinity that the node fails. It is called only for a node that fails
+// them, and always returns a reason.
+func (p *placement) affinityExclusion(node *corev1.Node) string {
+	for _, e := range p.selector {
+		// A label with an empty value is not an absent label.
+		if have, ok := node.Labels[e.key]; !ok || have != e.value {
+			return e.reason
 		}
 	}
-	terms := requiredAffinity(p.spec).NodeSelectorTerms
-	if len(terms) != 1 {
+	ns := requiredAffinity(p.spec)
+	if ns == nil {
+		return "do not match the nodeSelector"
+	}
+	switch terms := ns.NodeSelectorTerms; len(terms) {
+	case 0:
+		return "match no required node affinity term, as none is listed"
+	case 1:
+		if len(p.requirements) == 0 {
+			return "match no node: the only required node affinity term is empty, and an empty term matches no node"
+		}
+		for _, r := range p.requirements {
+			if ok, _ := r.matcher.Match(node); !ok {
+				return r.reason
+			}
+		}
+		return "do not match the required node affinity"
+	default:
 		return fmt.Sprintf("match none of the %d required node affinity terms", len(terms))
 	}
-	for _, req := range terms[0].MatchExpressions {
-		if !matchesOne(node, corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{req}}) {
-			return "do not match required node affinity " + describe(req)
-		}
-	}
-	for _, req := range terms[0].MatchFields {
-		if !matchesOne(node, corev1.NodeSelectorTerm{MatchFields: []corev1.NodeSelectorRequirement{req}}) {
-			return "do not match required node affinity field " + describe(req)
-		}
-	}
-	return "do not match the required node affinity"
-}
-
-func matchesOne(node *corev1.Node, term corev1.NodeSelectorTerm) bool {
-	ok, _ := nodeaffinity.NewLazyErrorNodeSelector(&corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{term}}).Match(node)
-	return ok
 }
 
 func describe(req corev1.NodeSelectorRequirement) string {
 	if len(req.Values) == 0 {
 		return fmt.Sprintf("%s %s", req.Key, req.Operator)
 	}
-	return fmt.Sprintf("%s %s [%s]", req.Key, req.Operator, strings.Join(req.Values, ", "))
+	values := make([]string, len(req.Values))
+	for i, v := range req.Values {
+		values[i] = quoteEmpty(v)
+	}
+	return fmt.Sprintf("%s %s [%s]", req.Key, req.Operator, strings.Join(values, ", "))
+}
+
+// quoteEmpty shows an empty label value as "", so that it reads as a value.
+func quoteEmpty(v string) string {
+	if v == "" {
+		return `""`
+	}
+	return v
 }

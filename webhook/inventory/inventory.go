@@ -1,55 +1,51 @@
-// Package inventory keeps a lean, indexed view of the cluster's Nodes and
-// answers the question the DaemonSet controller answers: on which nodes would
-// a pod of this template run?
+// Package inventory keeps a lean view of the cluster's Nodes and answers the
+// question the DaemonSet controller answers: on which nodes would a pod of
+// this template run?
 //
-// Nodes are grouped into classes of equal labels (less per-node identity
-// labels such as kubernetes.io/hostname) and equal taints. Clusters have
-// thousands of nodes but few classes, and a question costs one evaluation per
-// class; only templates that name individual nodes are evaluated node by node.
+// A template can tell nodes apart only by the label keys its nodeSelector and
+// required node affinity name, by their taints and, through spec.nodeName or
+// matchFields, by their names. Nodes are therefore grouped, per set of label
+// keys that templates refer to, into classes of equal values of those keys and
+// equal taints: a question costs one evaluation per class, however many nodes
+// share it and however many other labels (instance ids, hostnames) tell them
+// apart. Templates that name nodes are evaluated node by node.
 package inventory
 
 import (
-	"cmp"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 )
 
-// identityLabels hold one value per node. They are left out of the class key
-// (or every node would be a class of its own); a template that refers to one
-// is evaluated node by node.
-var identityLabels = []string{corev1.LabelHostname}
+// maxGroupings bounds the groupings kept at once. Each costs a map entry per
+// node; a cluster's DaemonSets refer to few distinct sets of label keys, and
+// a grouping evicted is rebuilt on its next question in O(nodes).
+const maxGroupings = 32
 
-// Inventory is the indexed set of Nodes. It is safe for concurrent use and
-// implements cache.ResourceEventHandler so that a Node informer keeps it
-// current.
+// Inventory is the set of Nodes with its groupings. It is safe for concurrent
+// use and implements cache.ResourceEventHandler so that a Node informer keeps
+// it current.
 type Inventory struct {
-	mu      sync.RWMutex
-	nodes   map[string]*corev1.Node
-	classOf map[string]*class
-	classes map[string]*class
-	synced  func() bool
+	mu        sync.RWMutex
+	nodes     map[string]*corev1.Node
+	groupings map[string]*grouping
+	// clock orders the groupings' uses, for eviction.
+	clock  atomic.Uint64
+	synced func() bool
 }
 
-// class is a set of nodes with equal labels, identity labels aside, and equal
-// taints. Its representative stands for all of them in a question.
-type class struct {
-	representative *corev1.Node
-	members        map[string]*corev1.Node
-}
-
-// New returns an empty inventory that reports itself synced. Attach it to an
-// informer to have it follow the cluster instead.
+// New returns an inventory of the given nodes that reports itself synced.
+// Attach it to an informer to have it follow the cluster instead.
 func New(nodes ...*corev1.Node) *Inventory {
 	inv := &Inventory{
-		nodes:   map[string]*corev1.Node{},
-		classOf: map[string]*class{},
-		classes: map[string]*class{},
-		synced:  func() bool { return true },
+		nodes:     map[string]*corev1.Node{},
+		groupings: map[string]*grouping{},
+		synced:    func() bool { return true },
 	}
 	for _, n := range nodes {
 		inv.upsert(n)
@@ -83,11 +79,15 @@ func (inv *Inventory) Synced() bool {
 	return inv.synced()
 }
 
-// Size returns the number of nodes and of node classes.
+// Size returns the number of nodes and of node classes summed over the
+// groupings kept.
 func (inv *Inventory) Size() (nodes, classes int) {
 	inv.mu.RLock()
 	defer inv.mu.RUnlock()
-	return len(inv.nodes), len(inv.classes)
+	for _, g := range inv.groupings {
+		classes += len(g.classes)
+	}
+	return len(inv.nodes), classes
 }
 
 // OnAdd implements cache.ResourceEventHandler.
@@ -105,90 +105,82 @@ func (inv *Inventory) OnDelete(obj any) {
 	if tombstone, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = tombstone.Obj
 	}
-	if n, ok := obj.(*corev1.Node); ok {
-		inv.mu.Lock()
-		defer inv.mu.Unlock()
-		inv.remove(n.Name)
+	n, ok := obj.(*corev1.Node)
+	if !ok {
+		return
+	}
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	if old := inv.nodes[n.Name]; old != nil {
+		delete(inv.nodes, n.Name)
+		for _, g := range inv.groupings {
+			g.remove(old)
+		}
 	}
 }
 
 func (inv *Inventory) upsert(n *corev1.Node) {
-	key := classKey(n)
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
-	if c := inv.classOf[n.Name]; c != nil && c == inv.classes[key] {
-		// Heartbeats and status updates land here: same class, new object.
-		c.members[n.Name] = n
-		inv.nodes[n.Name] = n
-		return
-	}
-	inv.remove(n.Name)
-	c := inv.classes[key]
-	if c == nil {
-		c = &class{representative: representative(n), members: map[string]*corev1.Node{}}
-		inv.classes[key] = c
-	}
-	c.members[n.Name] = n
-	inv.classOf[n.Name] = c
+	old := inv.nodes[n.Name]
 	inv.nodes[n.Name] = n
-}
-
-func (inv *Inventory) remove(name string) {
-	c := inv.classOf[name]
-	if c == nil {
+	// Heartbeats and status updates land here: no grouping changes.
+	if old != nil && samePlacementInputs(old, n) {
 		return
 	}
-	delete(c.members, name)
-	if len(c.members) == 0 {
-		delete(inv.classes, classKey(c.representative))
-	}
-	delete(inv.classOf, name)
-	delete(inv.nodes, name)
-}
-
-// representative is a nameless node with the class's labels and taints.
-func representative(n *corev1.Node) *corev1.Node {
-	labels := make(map[string]string, len(n.Labels))
-	for k, v := range n.Labels {
-		if !slices.Contains(identityLabels, k) {
-			labels[k] = v
+	for _, g := range inv.groupings {
+		if old != nil {
+			g.remove(old)
 		}
-	}
-	return &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Labels: labels},
-		Spec:       corev1.NodeSpec{Taints: n.Spec.Taints},
+		g.add(n)
 	}
 }
 
-// classKey encodes the labels (identity labels aside) and taints of a node.
-// Keys and values cannot hold the separators used here: label keys and values
-// never contain '=' or '\n', taint parts never contain '\x00'.
-func classKey(n *corev1.Node) string {
-	keys := make([]string, 0, len(n.Labels))
-	for k := range n.Labels {
-		if !slices.Contains(identityLabels, k) {
-			keys = append(keys, k)
-		}
-	}
-	slices.Sort(keys)
-	var b strings.Builder
-	for _, k := range keys {
-		b.WriteString(k)
-		b.WriteByte('=')
-		b.WriteString(n.Labels[k])
-		b.WriteByte('\n')
-	}
-	taints := slices.Clone(n.Spec.Taints)
-	slices.SortFunc(taints, func(a, b corev1.Taint) int {
-		return cmp.Or(cmp.Compare(a.Key, b.Key), cmp.Compare(a.Effect, b.Effect), cmp.Compare(a.Value, b.Value))
+// samePlacementInputs reports whether two versions of a node are alike to
+// every template: same labels, same taints.
+func samePlacementInputs(a, b *corev1.Node) bool {
+	return maps.Equal(a.Labels, b.Labels) && slices.EqualFunc(a.Spec.Taints, b.Spec.Taints, func(x, y corev1.Taint) bool {
+		return x.Key == y.Key && x.Value == y.Value && x.Effect == y.Effect
 	})
-	for _, t := range taints {
-		b.WriteByte('\x00')
-		b.WriteString(t.Key)
-		b.WriteByte('\x00')
-		b.WriteString(t.Value)
-		b.WriteByte('\x00')
-		b.WriteString(string(t.Effect))
+}
+
+// withGrouping calls f with the grouping on keys (sorted, distinct), building
+// it if needed, while holding a lock that keeps it from changing.
+func (inv *Inventory) withGrouping(keys []string, f func(*grouping) error) error {
+	id := strings.Join(keys, "\n") // label keys cannot hold a newline
+	inv.mu.RLock()
+	if g := inv.groupings[id]; g != nil {
+		g.lastUsed.Store(inv.clock.Add(1))
+		defer inv.mu.RUnlock()
+		return f(g)
 	}
-	return b.String()
+	inv.mu.RUnlock()
+
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	g := inv.groupings[id]
+	if g == nil {
+		if len(inv.groupings) >= maxGroupings {
+			inv.evictLeastRecentlyUsed()
+		}
+		g = newGrouping(keys)
+		for _, n := range inv.nodes {
+			g.add(n)
+		}
+		inv.groupings[id] = g
+	}
+	g.lastUsed.Store(inv.clock.Add(1))
+	return f(g)
+}
+
+func (inv *Inventory) evictLeastRecentlyUsed() {
+	var oldest string
+	var oldestUse uint64
+	first := true
+	for id, g := range inv.groupings {
+		if use := g.lastUsed.Load(); first || use < oldestUse {
+			oldest, oldestUse, first = id, use, false
+		}
+	}
+	delete(inv.groupings, oldest)
 }

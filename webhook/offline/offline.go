@@ -25,14 +25,21 @@ import (
 const (
 	Admitted = "admitted"
 	Denied   = "denied"
+	// Failed means the DaemonSet could not be evaluated at all; Error says why.
+	Failed = "error"
 )
 
 // Result is what admission would do to one DaemonSet.
 type Result struct {
 	Namespace string `json:"namespace"`
 	Name      string `json:"name"`
-	// Verdict is "admitted" or "denied".
+	// Verdict is "admitted", "denied" or "error".
 	Verdict string `json:"verdict"`
+	// Error says why the DaemonSet could not be evaluated (verdict "error").
+	Error string `json:"error,omitempty"`
+	// RuleErrors are the rules that could not be evaluated; the findings
+	// hold their answers, as their onError says.
+	RuleErrors []RuleError `json:"ruleErrors,omitempty"`
 	// Findings are the validating webhook's denials and warnings.
 	Findings []Finding `json:"findings,omitempty"`
 	// Mutations names the mutation rules that changed the DaemonSet.
@@ -58,6 +65,12 @@ type Finding struct {
 	Message string        `json:"message"`
 }
 
+// RuleError is a rule that could not be evaluated.
+type RuleError struct {
+	Rule    string `json:"rule"`
+	Message string `json:"message"`
+}
+
 // PatchOperation is one JSON patch operation.
 type PatchOperation struct {
 	Op    string `json:"op"`
@@ -73,34 +86,53 @@ func Default(ds *appsv1.DaemonSet) {
 
 // Evaluate runs admission for the creation of written, a DaemonSet as a user
 // wrote it: defaulting, the mutating webhook's rules, defaulting again, then
-// the validating webhook's rules on the final object. nodes may be nil.
-func Evaluate(written *appsv1.DaemonSet, pol *policy.Policy, nodes rules.Nodes) (*Result, error) {
+// the validating webhook's rules on the final object. nodes may be nil. A
+// DaemonSet that cannot be evaluated gets the verdict "error" and says why;
+// Evaluate itself never fails, so that one DaemonSet cannot stop a report.
+func Evaluate(written *appsv1.DaemonSet, pol *policy.Policy, nodes rules.Nodes) (res *Result) {
+	res = &Result{Namespace: written.Namespace, Name: written.Name, Verdict: Admitted}
+	defer func() {
+		if r := recover(); r != nil {
+			res = &Result{Namespace: written.Namespace, Name: written.Name, Verdict: Failed, Error: fmt.Sprintf("panic: %v", r)}
+		}
+	}()
 	defaulted := written.DeepCopy()
 	Default(defaulted)
 	mutated := defaulted.DeepCopy()
-	res := &Result{Namespace: written.Namespace, Name: written.Name, Verdict: Admitted}
-	res.Mutations = rules.Mutate(&rules.Input{Operation: rules.Create, Object: mutated, Policy: pol, Nodes: nodes})
+	mutations, errs := rules.Mutate(&rules.Input{Operation: rules.Create, Object: mutated, Written: written, Policy: pol, Nodes: nodes})
+	res.Mutations = mutations
 	// The API server defaults the object again after mutating admission.
 	Default(mutated)
 	res.Admitted = mutated
 
 	if !equality.Semantic.DeepEqual(defaulted, mutated) {
 		if err := res.addPatches(defaulted, mutated); err != nil {
-			return nil, err
+			return &Result{Namespace: written.Namespace, Name: written.Name, Verdict: Failed, Error: err.Error()}
 		}
 	}
-	in := &rules.Input{Operation: rules.Create, Object: mutated, Policy: pol, Nodes: nodes}
-	for _, f := range rules.Validate(in) {
+	in := &rules.Input{Operation: rules.Create, Object: mutated, Written: written, Policy: pol, Nodes: nodes}
+	findings, validateErrs := rules.Validate(in)
+	for _, f := range findings {
 		res.Findings = append(res.Findings, Finding{Rule: f.Rule, Action: f.Action, Field: f.Field.String(), Message: f.Message})
 		if f.Action == policy.Deny {
 			res.Verdict = Denied
 		}
 	}
-	if nodes != nil && nodes.Synced() {
-		cov := in.Coverage() // computed once for the rules already
-		res.Coverage = &cov
+	// A mutation rule that fails does so again when the validating webhook
+	// checks that the mutation happened: report it once.
+	for _, e := range append(errs, validateErrs...) {
+		if re := (RuleError{Rule: e.Rule, Message: e.Err.Error()}); !slices.Contains(res.RuleErrors, re) {
+			res.RuleErrors = append(res.RuleErrors, re)
+		}
 	}
-	return res, nil
+	if nodes != nil && nodes.Synced() {
+		// Computed once for the rules already; a placement too expensive
+		// to check is among the rule errors.
+		if cov, err := in.Coverage(); err == nil {
+			res.Coverage = &cov
+		}
+	}
+	return res
 }
 
 // addPatches records the mutation as a JSON patch and as a merge patch. The

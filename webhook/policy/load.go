@@ -41,19 +41,20 @@ var defaultUnstableLabels = []string{
 }
 
 func (p *Policy) setDefaults() {
-	for _, r := range []*Action{&p.Rules.SelectorImmutable.Action, &p.Rules.SelectorMatchesTemplate.Action, &p.Rules.RestartPolicyAlways.Action} {
-		if *r == "" {
-			*r = Deny
-		}
+	defaults := map[Action][]string{
+		Deny:  {SelectorImmutable, SelectorMatchesTemplate, RestartPolicyAlways},
+		Warn:  {TargetsNodes, SelectorStableLabels, RolloutBudget},
+		Apply: MutationRules,
 	}
-	for _, r := range []*Action{&p.Rules.TargetsNodes.Action, &p.Rules.SelectorStableLabels.Action, &p.Rules.RolloutBudget.Action} {
-		if *r == "" {
-			*r = Warn
-		}
-	}
-	for _, r := range []*Action{&p.Rules.DefaultTolerations.Action, &p.Rules.RollingUpdateDefaults.Action} {
-		if *r == "" {
-			*r = Apply
+	for action, names := range defaults {
+		for _, name := range names {
+			c := p.rule(name)
+			if c.Action == "" {
+				c.Action = action
+			}
+			if c.OnError == "" {
+				c.OnError = OnErrorAllow
+			}
 		}
 	}
 	if p.Rules.SelectorStableLabels.UnstableLabels == nil {
@@ -129,6 +130,11 @@ func (p *Policy) Validate() field.ErrorList {
 	}
 	for _, name := range MutationRules {
 		errs = append(errs, validateAction(rules.Child(name, "action"), p.Action(name), Apply, Off)...)
+	}
+	for _, name := range append(slices.Clone(ValidationRules), MutationRules...) {
+		if onError := p.rule(name).OnError; onError != OnErrorAllow && onError != OnErrorDeny {
+			errs = append(errs, field.NotSupported(rules.Child(name, "onError"), onError, []string{string(OnErrorAllow), string(OnErrorDeny)}))
+		}
 	}
 	errs = append(errs, validateShare(rules.Child(RolloutBudget, "maxUnavailable"), *p.Rules.RolloutBudget.MaxUnavailable)...)
 

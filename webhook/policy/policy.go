@@ -91,11 +91,24 @@ type Rules struct {
 // RuleConfig is the configuration every rule has.
 type RuleConfig struct {
 	Action Action `json:"action,omitempty"`
+	// OnError is the answer when the rule cannot be evaluated (it failed or
+	// would cost more than a request may take): allow, the default, admits
+	// with a warning that names the rule; deny refuses.
+	OnError OnError `json:"onError,omitempty"`
 }
+
+// OnError is what a rule that cannot be evaluated answers.
+type OnError string
+
+// A rule that cannot be evaluated allows with a warning, or denies.
+const (
+	OnErrorAllow OnError = "allow"
+	OnErrorDeny  OnError = "deny"
+)
 
 // TargetsNodesConfig configures targets-nodes.
 type TargetsNodesConfig struct {
-	Action Action `json:"action,omitempty"`
+	RuleConfig `json:",inline"`
 	// ReportCoverage also reports, as a warning, on how many nodes a
 	// DaemonSet that runs somewhere would run, and why the others are left out.
 	ReportCoverage bool `json:"reportCoverage,omitempty"`
@@ -103,7 +116,7 @@ type TargetsNodesConfig struct {
 
 // StableLabelsConfig configures selector-stable-labels.
 type StableLabelsConfig struct {
-	Action Action `json:"action,omitempty"`
+	RuleConfig `json:",inline"`
 	// UnstableLabels are label keys whose values change between releases and
 	// so must never appear in a selector, which cannot change later.
 	UnstableLabels []string `json:"unstableLabels,omitempty"`
@@ -111,7 +124,7 @@ type StableLabelsConfig struct {
 
 // RolloutBudgetConfig configures rollout-budget.
 type RolloutBudgetConfig struct {
-	Action Action `json:"action,omitempty"`
+	RuleConfig `json:",inline"`
 	// MaxUnavailable is the largest share of the targeted nodes that one
 	// rollout step may take down; int or percentage.
 	MaxUnavailable *intstr.IntOrString `json:"maxUnavailable,omitempty"`
@@ -125,25 +138,42 @@ type Exemption struct {
 
 // Action returns the configured action of the named rule.
 func (p *Policy) Action(rule string) Action {
-	switch rule {
-	case SelectorImmutable:
-		return p.Rules.SelectorImmutable.Action
-	case SelectorMatchesTemplate:
-		return p.Rules.SelectorMatchesTemplate.Action
-	case RestartPolicyAlways:
-		return p.Rules.RestartPolicyAlways.Action
-	case TargetsNodes:
-		return p.Rules.TargetsNodes.Action
-	case SelectorStableLabels:
-		return p.Rules.SelectorStableLabels.Action
-	case RolloutBudget:
-		return p.Rules.RolloutBudget.Action
-	case DefaultTolerations:
-		return p.Rules.DefaultTolerations.Action
-	case RollingUpdateDefaults:
-		return p.Rules.RollingUpdateDefaults.Action
+	if c := p.rule(rule); c != nil {
+		return c.Action
 	}
 	return Off
+}
+
+// OnError returns what the named rule answers when it cannot be evaluated.
+func (p *Policy) OnError(rule string) OnError {
+	if c := p.rule(rule); c != nil && c.OnError != "" {
+		return c.OnError
+	}
+	return OnErrorAllow
+}
+
+// rule returns the common configuration of the named rule, nil for an
+// unknown name.
+func (p *Policy) rule(name string) *RuleConfig {
+	switch name {
+	case SelectorImmutable:
+		return &p.Rules.SelectorImmutable
+	case SelectorMatchesTemplate:
+		return &p.Rules.SelectorMatchesTemplate
+	case RestartPolicyAlways:
+		return &p.Rules.RestartPolicyAlways
+	case TargetsNodes:
+		return &p.Rules.TargetsNodes.RuleConfig
+	case SelectorStableLabels:
+		return &p.Rules.SelectorStableLabels.RuleConfig
+	case RolloutBudget:
+		return &p.Rules.RolloutBudget.RuleConfig
+	case DefaultTolerations:
+		return &p.Rules.DefaultTolerations
+	case RollingUpdateDefaults:
+		return &p.Rules.RollingUpdateDefaults
+	}
+	return nil
 }
 
 // Exempt reports whether the named rule is switched off in the namespace.

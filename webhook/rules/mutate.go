@@ -1,31 +1,45 @@
 package rules
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
 )
 
 // mutationRule changes the DaemonSet in place and reports whether it did.
 // fields copies every field that apply may change from one DaemonSet to
-// another: the mutating webhook diffs only those (see MutableFields).
+// another: the mutating webhook diffs only those (see MutableFields). owned
+// are the same fields as managedFields paths, to name who else sets them.
 type mutationRule struct {
 	name   string
 	apply  func(in *Input) bool
 	fields func(from, to *appsv1.DaemonSet)
+	owned  [][]string
 }
 
 var mutationRules = []mutationRule{
-	{policy.DefaultTolerations, defaultTolerations, func(from, to *appsv1.DaemonSet) {
-		to.Spec.Template.Spec.Tolerations = from.Spec.Template.Spec.Tolerations
-	}},
-	{policy.RollingUpdateDefaults, rollingUpdateDefaults, func(from, to *appsv1.DaemonSet) {
-		to.Spec.UpdateStrategy = from.Spec.UpdateStrategy
-		to.Spec.MinReadySeconds = from.Spec.MinReadySeconds
-	}},
+	{
+		name:  policy.DefaultTolerations,
+		apply: defaultTolerations,
+		fields: func(from, to *appsv1.DaemonSet) {
+			to.Spec.Template.Spec.Tolerations = from.Spec.Template.Spec.Tolerations
+		},
+		owned: [][]string{{"f:spec", "f:template", "f:spec", "f:tolerations"}},
+	},
+	{
+		name:  policy.RollingUpdateDefaults,
+		apply: rollingUpdateDefaults,
+		fields: func(from, to *appsv1.DaemonSet) {
+			to.Spec.UpdateStrategy = from.Spec.UpdateStrategy
+			to.Spec.MinReadySeconds = from.Spec.MinReadySeconds
+		},
+		owned: [][]string{maxUnavailablePath, minReadySecondsPath},
+	},
 }
 
 // MutableFields returns a DaemonSet that holds only the fields Mutate may
@@ -56,29 +70,106 @@ func withOwnMutableFields(ds *appsv1.DaemonSet) *appsv1.DaemonSet {
 }
 
 // Mutate applies every enabled mutation rule to in.Object and returns the
-// names of those that changed it. It is idempotent: a second call on its own
-// result changes nothing. The rules that changed the object are added to its
-// MutatedAnnotation, so that a user can see why a field has a value they did
-// not write.
-func Mutate(in *Input) []string {
+// names of those that changed it, and the rules that could not be evaluated.
+// Each rule works on a copy of the fields it may change, which replaces the
+// object's only when it succeeds, so a rule that fails changes nothing. It is
+// idempotent: a second call on its own result changes nothing. The rules that
+// changed the object are added to its MutatedAnnotation, so that a user can
+// see why a field has a value they did not write.
+func Mutate(in *Input) ([]string, []RuleError) {
 	var changed []string
+	var errs []RuleError
 	for _, r := range mutationRules {
-		if in.Policy.Action(r.name) == policy.Apply && applies(in, r.name) && r.apply(in) {
+		if in.Policy.Action(r.name) != policy.Apply || !applies(in, r.name) {
+			continue
+		}
+		scratch := *in
+		scratch.Object = withOwnMutableFields(in.Object)
+		did, err := isolate(r.name, func() (bool, error) { return r.apply(&scratch), nil })
+		switch {
+		case err != nil:
+			errs = append(errs, *err)
+		case did:
+			r.fields(scratch.Object, in.Object)
 			changed = append(changed, r.name)
 		}
 	}
 	if len(changed) == 0 {
-		return nil
+		return nil, errs
 	}
-	var recorded []string
-	if v := in.Object.Annotations[MutatedAnnotation]; v != "" {
-		recorded = strings.Split(v, ",")
-	}
-	recorded = append(recorded, changed...)
+	recorded := append(mutatedRules(in.Object), changed...)
 	slices.Sort(recorded)
 	if in.Object.Annotations == nil {
 		in.Object.Annotations = map[string]string{}
 	}
 	in.Object.Annotations[MutatedAnnotation] = strings.Join(slices.Compact(recorded), ",")
-	return changed
+	return changed, errs
+}
+
+// MutationFindings answers, as their onError says, for the mutation rules
+// that could not be evaluated, so that the mutating webhook can warn (or
+// deny) with the same words the validating one uses.
+func MutationFindings(in *Input, errs []RuleError) []Finding {
+	out := make([]Finding, len(errs))
+	for i, e := range errs {
+		out[i] = in.unevaluated(e)
+	}
+	return out
+}
+
+// mutatedRules returns the rules that the object's MutatedAnnotation records.
+func mutatedRules(ds *appsv1.DaemonSet) []string {
+	v := ds.Annotations[MutatedAnnotation]
+	if v == "" {
+		return nil
+	}
+	return strings.Split(v, ",")
+}
+
+// pendingMutations checks, on a copy, whether the mutating webhook would still
+// change the object. It fails open, so while it is unreachable (or while one
+// replica restarts and another answers) an object can reach validation
+// without its defaults; admitting it would leave it half-mutated, so it is
+// refused with "retry". When the object shows that the mutation did run or
+// that someone else sets those fields, a retry would meet the same answer, so
+// the finding is a warning instead: the guard never refuses in a loop.
+func pendingMutations(in *Input) ([]Finding, []RuleError) {
+	if in.Object.DeletionTimestamp != nil {
+		return nil, nil
+	}
+	probe := *in
+	probe.Object = withOwnMutableFields(in.Object)
+	changed, errs := Mutate(&probe)
+	out := MutationFindings(in, errs)
+	for _, name := range changed {
+		out = append(out, in.pendingMutation(name))
+	}
+	return out, errs
+}
+
+func (in *Input) pendingMutation(name string) Finding {
+	f := Finding{Rule: name, Field: field.NewPath("spec"), Action: policy.Warn}
+	i := slices.IndexFunc(mutationRules, func(r mutationRule) bool { return r.name == name })
+	others := in.otherManagers(mutationRules[i].owned)
+	switch {
+	case slices.Contains(mutatedRules(in.Object), name):
+		f.Message = "daemonset-guard's mutating webhook has applied this rule to this DaemonSet, but the object reached validation without its change: " +
+			"another mutating webhook, a field manager or a webhook replica on an older policy sets these fields back" + ownedBy(others) +
+			"; admitted as it is, since a retry would meet the same answer"
+	case len(others) > 0:
+		f.Message = "the mutating webhook has not applied this rule, and the fields it sets are owned by " + strings.Join(others, ", ") +
+			"; admitted as it is, since a retry may meet the same answer"
+	default:
+		f.Action = policy.Deny
+		f.Message = "the mutating webhook has not applied this rule, which it fails open on when it cannot be reached; retry the request " +
+			"(if this repeats, another mutating webhook or a webhook replica on an older policy may be undoing daemonset-guard's change)"
+	}
+	return f
+}
+
+func ownedBy(managers []string) string {
+	if len(managers) == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (the fields are owned by %s)", strings.Join(managers, ", "))
 }

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -132,6 +133,24 @@ func TestMutate(t *testing.T) {
 			wantChanged: []string{"rolling-update-defaults"},
 		},
 		{
+			name: "keeps a maxUnavailable of 1 that an update sets, as kubectl edit or Helm's three-way merge do",
+			old:  fixture.DaemonSet("fluentd", withTolerations(controlPlaneToleration), withMinReady(10), withMaxUnavailable(intstr.FromString("10%"))),
+			ds:   fixture.DaemonSet("fluentd", withTolerations(controlPlaneToleration), withMinReady(10)),
+		},
+		{
+			name: "keeps a minReadySeconds of 0 that an update sets",
+			old:  fixture.DaemonSet("fluentd", withTolerations(controlPlaneToleration), withMinReady(10), withMaxUnavailable(intstr.FromString("10%"))),
+			ds:   fixture.DaemonSet("fluentd", withTolerations(controlPlaneToleration), withMaxUnavailable(intstr.FromString("10%"))),
+		},
+		{
+			name: "applies the rollout defaults on an update of a DaemonSet stored before the policy had them",
+			old:  fixture.DaemonSet("fluentd", withTolerations(controlPlaneToleration)),
+			ds:   fixture.DaemonSet("fluentd", withTolerations(controlPlaneToleration), func(ds *appsv1.DaemonSet) { ds.Labels = map[string]string{"team": "obs"} }),
+			want: fixture.DaemonSet("fluentd", withTolerations(controlPlaneToleration), withMaxUnavailable(intstr.FromString("10%")), withMinReady(10),
+				func(ds *appsv1.DaemonSet) { ds.Labels = map[string]string{"team": "obs"} }, withAnnotation(MutatedAnnotation, "rolling-update-defaults")),
+			wantChanged: []string{"rolling-update-defaults"},
+		},
+		{
 			name: "skips the rules named in the skip annotation",
 			ds:   fixture.DaemonSet("fluentd", withAnnotation(SkipAnnotation, "default-tolerations,rolling-update-defaults")),
 		},
@@ -170,7 +189,10 @@ func TestMutate(t *testing.T) {
 			if tt.old != nil {
 				in.Operation = Update
 			}
-			changed := Mutate(in)
+			changed, errs := Mutate(in)
+			if errs != nil {
+				t.Fatalf("rule errors: %v", errs)
+			}
 			if !equality.Semantic.DeepEqual(changed, tt.wantChanged) {
 				t.Errorf("changed %v, want %v", changed, tt.wantChanged)
 			}
@@ -180,10 +202,54 @@ func TestMutate(t *testing.T) {
 			// Idempotence: a second pass, as on reinvocation, changes nothing.
 			again := in.Object.DeepCopy()
 			second := &Input{Operation: in.Operation, Object: again, OldObject: tt.old, Policy: p}
-			if changed := Mutate(second); changed != nil || !equality.Semantic.DeepEqual(again, in.Object) {
+			if changed, _ := Mutate(second); changed != nil || !equality.Semantic.DeepEqual(again, in.Object) {
 				t.Errorf("a second mutation changed %v", changed)
 			}
 		})
+	}
+}
+
+func TestMutateKeepsWhatTheWrittenFileSets(t *testing.T) {
+	written := fixture.Written("calico-node", withTolerations(controlPlaneToleration))
+	written.Spec.UpdateStrategy.RollingUpdate = &appsv1.RollingUpdateDaemonSet{MaxUnavailable: ptr.To(intstr.FromInt32(1))}
+	in := &Input{Operation: Create, Object: fixture.DaemonSet("calico-node", withTolerations(controlPlaneToleration)), Written: written, Policy: examplePolicy()}
+	changed, _ := Mutate(in)
+	if got := *in.Object.Spec.UpdateStrategy.RollingUpdate.MaxUnavailable; got != intstr.FromInt32(1) {
+		t.Errorf("maxUnavailable = %s, want the file's 1", got.String())
+	}
+	if !equality.Semantic.DeepEqual(changed, []string{policy.RollingUpdateDefaults}) || in.Object.Spec.MinReadySeconds != 10 {
+		t.Errorf("changed %v with minReadySeconds %d, want only minReadySeconds set to the policy's 10", changed, in.Object.Spec.MinReadySeconds)
+	}
+}
+
+func TestAMutationRuleThatPanicsChangesNothingAndIsReported(t *testing.T) {
+	saved := mutationRules
+	t.Cleanup(func() { mutationRules = saved })
+	mutationRules = append([]mutationRule{{
+		name: policy.DefaultTolerations,
+		apply: func(in *Input) bool {
+			in.Object.Spec.Template.Spec.Tolerations = append(in.Object.Spec.Template.Spec.Tolerations, gpuToleration)
+			in.Object.Spec.UpdateStrategy.RollingUpdate.MaxUnavailable = ptr.To(intstr.FromInt32(7))
+			panic("half-way")
+		},
+		fields: saved[0].fields,
+	}}, saved[1:]...)
+
+	ds := fixture.DaemonSet("fluentd")
+	in := &Input{Operation: Create, Object: ds, Policy: examplePolicy()}
+	changed, errs := Mutate(in)
+	if len(errs) != 1 || errs[0].Rule != policy.DefaultTolerations || !strings.Contains(errs[0].Error(), "panic: half-way") || len(errs[0].Stack) == 0 {
+		t.Fatalf("errors %v, want the panic of default-tolerations with its stack", errs)
+	}
+	if !equality.Semantic.DeepEqual(changed, []string{policy.RollingUpdateDefaults}) {
+		t.Errorf("changed %v, want only the rule that did not fail", changed)
+	}
+	if len(ds.Spec.Template.Spec.Tolerations) != 0 || *ds.Spec.UpdateStrategy.RollingUpdate.MaxUnavailable != intstr.FromString("10%") {
+		t.Errorf("the failed rule's half-way changes leaked into the object: %+v", ds.Spec)
+	}
+	findings := MutationFindings(in, errs)
+	if len(findings) != 1 || findings[0].Action != policy.Warn || !strings.Contains(findings[0].Message, "could not be evaluated") {
+		t.Errorf("findings %v, want one warning", findings)
 	}
 }
 

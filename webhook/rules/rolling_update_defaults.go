@@ -28,6 +28,9 @@ var (
 // admission, so a value equal to the default may have been typed or not. It
 // counts as the user's choice when
 //   - it differs from the API default (this also keeps the mutation idempotent);
+//   - the DaemonSet as written is known (check reads files) and sets it;
+//   - an update changes it: the request, not the API server, set it
+//     (kubectl edit, kubectl patch, Helm's three-way merge);
 //   - the last configuration applied by client-side kubectl apply sets it;
 //   - a server-side apply manager owns the field (managedFields, Apply).
 //
@@ -37,13 +40,12 @@ var (
 func rollingUpdateDefaults(in *Input) bool {
 	ds := in.Object
 	defaults := in.Policy.Mutation.RollingUpdate
-	chosen := userChoices(ds)
+	chosen := userChoices(in)
 	changed := false
 
 	if want := defaults.MaxUnavailable; want != nil && ds.Spec.UpdateStrategy.Type != appsv1.OnDeleteDaemonSetStrategyType {
 		ru := ds.Spec.UpdateStrategy.RollingUpdate
-		isDefault := ru == nil || ru.MaxUnavailable == nil || *ru.MaxUnavailable == apiDefaultMaxUnavailable
-		if isDefault && !chosen.maxUnavailable && *want != apiDefaultMaxUnavailable {
+		if isAPIDefault(maxUnavailable(ds)) && !chosen.maxUnavailable && *want != apiDefaultMaxUnavailable {
 			if ru == nil {
 				ru = &appsv1.RollingUpdateDaemonSet{}
 				ds.Spec.UpdateStrategy.RollingUpdate = ru
@@ -63,14 +65,36 @@ func rollingUpdateDefaults(in *Input) bool {
 	return changed
 }
 
+// maxUnavailable returns the DaemonSet's maxUnavailable, nil when unset.
+func maxUnavailable(ds *appsv1.DaemonSet) *intstr.IntOrString {
+	if ru := ds.Spec.UpdateStrategy.RollingUpdate; ru != nil {
+		return ru.MaxUnavailable
+	}
+	return nil
+}
+
+func isAPIDefault(v *intstr.IntOrString) bool {
+	return v == nil || *v == apiDefaultMaxUnavailable
+}
+
 // choices records which rollout fields the user set explicitly.
 type choices struct {
 	maxUnavailable  bool
 	minReadySeconds bool
 }
 
-func userChoices(ds *appsv1.DaemonSet) choices {
+func userChoices(in *Input) choices {
+	ds := in.Object
 	var c choices
+	if w := in.Written; w != nil {
+		// What the file sets is the user's word, as kubectl apply of it
+		// would tell the webhook.
+		c = choices{maxUnavailable: maxUnavailable(w) != nil, minReadySeconds: w.Spec.MinReadySeconds != apiDefaultMinReadySeconds}
+	}
+	if old := in.OldObject; in.Operation == Update {
+		c.maxUnavailable = c.maxUnavailable || !equalIntOrString(maxUnavailable(old), maxUnavailable(ds))
+		c.minReadySeconds = c.minReadySeconds || old.Spec.MinReadySeconds != ds.Spec.MinReadySeconds
+	}
 	if raw, ok := ds.Annotations[lastAppliedAnnotation]; ok {
 		var applied struct {
 			Spec struct {
@@ -84,32 +108,24 @@ func userChoices(ds *appsv1.DaemonSet) choices {
 		}
 		// A broken annotation tells nothing; the other sources still count.
 		if json.Unmarshal([]byte(raw), &applied) == nil {
-			c.maxUnavailable = applied.Spec.UpdateStrategy.RollingUpdate.MaxUnavailable != nil
-			c.minReadySeconds = applied.Spec.MinReadySeconds != nil
+			c.maxUnavailable = c.maxUnavailable || applied.Spec.UpdateStrategy.RollingUpdate.MaxUnavailable != nil
+			c.minReadySeconds = c.minReadySeconds || applied.Spec.MinReadySeconds != nil
 		}
 	}
 	for _, mf := range ds.ManagedFields {
-		if mf.Operation != metav1.ManagedFieldsOperationApply || mf.FieldsV1 == nil {
+		if mf.Operation != metav1.ManagedFieldsOperationApply {
 			continue
 		}
-		var owned map[string]any
-		if json.Unmarshal(mf.FieldsV1.GetRawBytes(), &owned) != nil {
-			continue
-		}
-		c.maxUnavailable = c.maxUnavailable || owns(owned, "f:spec", "f:updateStrategy", "f:rollingUpdate", "f:maxUnavailable")
-		c.minReadySeconds = c.minReadySeconds || owns(owned, "f:spec", "f:minReadySeconds")
+		set := fieldSet(mf)
+		c.maxUnavailable = c.maxUnavailable || owns(set, maxUnavailablePath)
+		c.minReadySeconds = c.minReadySeconds || owns(set, minReadySecondsPath)
 	}
 	return c
 }
 
-// owns reports whether a managedFields field set contains the path.
-func owns(set map[string]any, path ...string) bool {
-	for _, p := range path {
-		next, ok := set[p].(map[string]any)
-		if !ok {
-			return false
-		}
-		set = next
+func equalIntOrString(a, b *intstr.IntOrString) bool {
+	if a == nil || b == nil {
+		return a == b
 	}
-	return true
+	return *a == *b
 }

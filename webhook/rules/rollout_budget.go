@@ -4,35 +4,39 @@ import (
 	"fmt"
 
 	appsv1 "k8s.io/api/apps/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	"github.com/daemonset-guard/daemonset-guard/webhook/inventory"
 	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
 )
 
 // rolloutBudget finds rolling updates that would take down more than the
 // policy's share of the targeted nodes' daemon pods in one step.
-func rolloutBudget(in *Input) []Finding {
+func rolloutBudget(in *Input) ([]Finding, error) {
 	strategy := in.Object.Spec.UpdateStrategy
 	if strategy.Type != appsv1.RollingUpdateDaemonSetStrategyType || in.Nodes == nil || !in.Nodes.Synced() {
-		return nil
+		return nil, nil
 	}
-	targeted := in.Coverage().Eligible
+	cov, err := in.Coverage()
+	if err != nil {
+		return nil, err
+	}
+	targeted := cov.Eligible
 	if targeted == 0 {
-		return nil
+		return nil, nil
 	}
 	unavailable, err := MaxUnavailable(strategy.RollingUpdate, targeted)
 	if err != nil {
-		return nil // the API server has already refused such a value
+		return nil, nil // the API server has already refused such a value
 	}
+	// A step cannot take down more pods than there are.
+	unavailable = min(unavailable, targeted)
 	limit := in.Policy.Rules.RolloutBudget.MaxUnavailable
 	allowed, _ := intstr.GetScaledValueFromIntOrPercent(limit, targeted, false)
 	// Taking down one pod at a time is the slowest rollout there is.
 	allowed = max(allowed, 1)
 	if unavailable <= allowed {
-		return nil
+		return nil, nil
 	}
 	f := Finding{
 		Rule:  policy.RolloutBudget,
@@ -42,11 +46,10 @@ func rolloutBudget(in *Input) []Finding {
 	}
 	// Nodes come and go: only a change of the strategy or of placement may be
 	// refused for it, so an unchanged DaemonSet always stays updatable.
-	if in.Operation == Update && equality.Semantic.DeepEqual(in.OldObject.Spec.UpdateStrategy, strategy) &&
-		inventory.SamePlacement(&in.OldObject.Spec.Template.Spec, &in.Object.Spec.Template.Spec) {
+	if in.Operation == Update && in.strategyUnchanged() && in.placementUnchanged() {
 		f.Action = policy.Warn
 	}
-	return []Finding{f}
+	return []Finding{f}, nil
 }
 
 // MaxUnavailable resolves a rolling update's maxUnavailable against the number

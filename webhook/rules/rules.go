@@ -2,10 +2,16 @@
 // DaemonSet, its previous version, the policy and a view of the nodes. The
 // webhook and the command line run the same functions, so an answer offline
 // equals the answer at admission.
+//
+// Each rule runs isolated from the others: a rule that panics or cannot be
+// evaluated is answered as its policy's onError says, and reported to the
+// caller, which logs and counts it. No rule can take another, or the request,
+// down with it.
 package rules
 
 import (
 	"fmt"
+	"runtime/debug"
 	"strings"
 	"sync"
 
@@ -39,8 +45,8 @@ const (
 // *inventory.Inventory implements it.
 type Nodes interface {
 	Synced() bool
-	Coverage(spec *corev1.PodSpec) inventory.Coverage
-	Lost(oldSpec, newSpec *corev1.PodSpec) []string
+	Coverage(spec *corev1.PodSpec) (inventory.Coverage, error)
+	Lost(oldSpec, newSpec *corev1.PodSpec) ([]string, error)
 }
 
 // Input is everything a rule may look at.
@@ -49,18 +55,23 @@ type Input struct {
 	Object    *appsv1.DaemonSet
 	// OldObject is the stored DaemonSet on Update, nil on Create.
 	OldObject *appsv1.DaemonSet
-	Policy    *policy.Policy
+	// Written is the DaemonSet as its author wrote it, before the API
+	// server's defaults, when that is known (check reads it from a file);
+	// nil at admission, where only the defaulted object is seen.
+	Written *appsv1.DaemonSet
+	Policy  *policy.Policy
 	// Nodes is nil when no node information exists; node rules then say so.
 	Nodes Nodes
 
-	coverage func() inventory.Coverage
+	coverage func() (inventory.Coverage, error)
+	baseline func() *appsv1.DaemonSet
 }
 
 // Coverage returns the nodes the new template would run on, computed once per
 // Input however many rules ask.
-func (in *Input) Coverage() inventory.Coverage {
+func (in *Input) Coverage() (inventory.Coverage, error) {
 	if in.coverage == nil {
-		in.coverage = sync.OnceValue(func() inventory.Coverage { return in.Nodes.Coverage(&in.Object.Spec.Template.Spec) })
+		in.coverage = sync.OnceValues(func() (inventory.Coverage, error) { return in.Nodes.Coverage(&in.Object.Spec.Template.Spec) })
 	}
 	return in.coverage()
 }
@@ -97,63 +108,101 @@ func (f Finding) FieldError() *field.Error {
 	return field.Forbidden(f.Field, fmt.Sprintf("[%s] %s", f.Rule, f.Message))
 }
 
+// RuleError is a rule that could not be evaluated: it returned an error or
+// panicked (Stack is then set).
+type RuleError struct {
+	Rule  string
+	Err   error
+	Stack []byte
+}
+
+func (e RuleError) Error() string { return fmt.Sprintf("rule %s: %v", e.Rule, e.Err) }
+
+// Unwrap returns the rule's error.
+func (e RuleError) Unwrap() error { return e.Err }
+
+// unevaluated is the finding that answers for a rule that could not be
+// evaluated, as the policy's onError says.
+func (in *Input) unevaluated(e RuleError) Finding {
+	f := Finding{Rule: e.Rule, Field: field.NewPath("spec"), Action: policy.Warn,
+		Message: fmt.Sprintf("the rule could not be evaluated, so it was not applied (its onError is allow): %v", e.Err)}
+	if in.Policy.OnError(e.Rule) == policy.OnErrorDeny {
+		f.Action = policy.Deny
+		f.Message = fmt.Sprintf("the rule could not be evaluated, and its onError is deny: %v", e.Err)
+	}
+	return f
+}
+
+// isolate runs one rule, turning a panic into an error with its stack.
+func isolate[T any](rule string, run func() (T, error)) (result T, ruleErr *RuleError) {
+	defer func() {
+		if r := recover(); r != nil {
+			ruleErr = &RuleError{Rule: rule, Err: fmt.Errorf("panic: %v", r), Stack: debug.Stack()}
+		}
+	}()
+	result, err := run()
+	if err != nil {
+		return result, &RuleError{Rule: rule, Err: err}
+	}
+	return result, nil
+}
+
 // validationRule is one validation rule: it reports what it finds, and the
 // engine decides from the policy whether that denies, warns or is ignored.
 type validationRule struct {
 	name  string
-	check func(in *Input) []Finding
+	check func(in *Input) ([]Finding, error)
 }
 
 var validationRules = []validationRule{
-	{policy.SelectorImmutable, selectorImmutable},
-	{policy.SelectorMatchesTemplate, selectorMatchesTemplate},
-	{policy.RestartPolicyAlways, restartPolicyAlways},
+	{policy.SelectorImmutable, infallible(selectorImmutable)},
+	{policy.SelectorMatchesTemplate, infallible(selectorMatchesTemplate)},
+	{policy.RestartPolicyAlways, infallible(restartPolicyAlways)},
 	{policy.TargetsNodes, targetsNodes},
-	{policy.SelectorStableLabels, selectorStableLabels},
+	{policy.SelectorStableLabels, infallible(selectorStableLabels)},
 	{policy.RolloutBudget, rolloutBudget},
 }
 
+// infallible adapts a rule that cannot fail (but for a panic) to the signature
+// of those that can.
+func infallible(check func(in *Input) []Finding) func(in *Input) ([]Finding, error) {
+	return func(in *Input) ([]Finding, error) { return check(in), nil }
+}
+
 // Validate runs every enabled validation rule and returns the findings, each
-// with its final action.
-func Validate(in *Input) []Finding {
+// with its final action, and the rules that could not be evaluated (already
+// answered among the findings as their onError says).
+func Validate(in *Input) ([]Finding, []RuleError) {
 	var out []Finding
+	var errs []RuleError
 	for _, r := range validationRules {
 		action := in.Policy.Action(r.name)
 		if action == policy.Off || !applies(in, r.name) {
 			continue
 		}
-		for _, f := range r.check(in) {
+		findings, err := isolate(r.name, func() ([]Finding, error) { return r.check(in) })
+		if err != nil {
+			errs = append(errs, *err)
+			findings = []Finding{in.unevaluated(*err)}
+		}
+		for _, f := range findings {
 			if f.Action == "" {
 				f.Action = action
-			}
-			// An object being deleted must always be able to drop its
-			// finalizers, whatever else is wrong with it.
-			if f.Action == policy.Deny && in.Object.DeletionTimestamp != nil {
-				f.Action = policy.Warn
 			}
 			out = append(out, f)
 		}
 	}
-	return append(out, pendingMutations(in)...)
-}
-
-// pendingMutations denies an object that the mutating webhook would still
-// change. That webhook fails open, so while it is unreachable (or while one
-// replica restarts and another answers) an object can reach validation
-// without its defaults; admitting it would leave it half-mutated. After a
-// successful mutation, mutating again changes nothing, so this never fires.
-func pendingMutations(in *Input) []Finding {
+	pending, pendingErrs := pendingMutations(in)
+	out = append(out, pending...)
+	errs = append(errs, pendingErrs...)
+	// An object being deleted must always be able to drop its finalizers,
+	// whatever else is wrong with it.
 	if in.Object.DeletionTimestamp != nil {
-		return nil
+		for i := range out {
+			out[i].Action = policy.Warn
+		}
 	}
-	probe := *in
-	probe.Object = withOwnMutableFields(in.Object)
-	var out []Finding
-	for _, rule := range Mutate(&probe) {
-		out = append(out, Finding{Rule: rule, Action: policy.Deny, Field: field.NewPath("spec"),
-			Message: "the mutating webhook has not applied this rule, which it fails open on when it cannot be reached; retry the request"})
-	}
-	return out
+	return out, errs
 }
 
 // applies reports whether the rule applies to the object, given the policy's

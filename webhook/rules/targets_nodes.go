@@ -6,7 +6,6 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	"github.com/daemonset-guard/daemonset-guard/webhook/inventory"
 	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
 )
 
@@ -15,17 +14,21 @@ const lostNodesShown = 5
 
 // targetsNodes finds DaemonSets that would run on no node, and on update warns
 // about nodes that would lose their daemon pod.
-func targetsNodes(in *Input) []Finding {
+func targetsNodes(in *Input) ([]Finding, error) {
 	if ready, findings := in.nodesReady(policy.TargetsNodes); !ready {
-		return findings
+		return findings, nil
 	}
 	path := field.NewPath("spec", "template", "spec")
+	cov, err := in.Coverage()
+	if err != nil {
+		return nil, err
+	}
 	var out []Finding
-	if cov := in.Coverage(); cov.Eligible == 0 {
+	if cov.Eligible == 0 {
 		f := Finding{Rule: policy.TargetsNodes, Field: path, Message: "the DaemonSet would run on no node: " + cov.String()}
 		// An update that leaves placement alone must stay possible even if
 		// the cluster changed under the DaemonSet since it was created.
-		if in.Operation == Update && inventory.SamePlacement(&in.OldObject.Spec.Template.Spec, &in.Object.Spec.Template.Spec) {
+		if in.Operation == Update && in.placementUnchanged() {
 			f.Action = policy.Warn
 		}
 		out = append(out, f)
@@ -33,12 +36,16 @@ func targetsNodes(in *Input) []Finding {
 		out = append(out, Finding{Rule: policy.TargetsNodes, Action: policy.Warn, Field: path, Message: "the DaemonSet would run on " + cov.String()})
 	}
 	if in.Operation == Update {
-		if lost := in.Nodes.Lost(&in.OldObject.Spec.Template.Spec, &in.Object.Spec.Template.Spec); len(lost) > 0 {
+		lost, err := in.Nodes.Lost(&in.OldObject.Spec.Template.Spec, &in.Object.Spec.Template.Spec)
+		if err != nil {
+			return nil, err
+		}
+		if len(lost) > 0 {
 			out = append(out, Finding{Rule: policy.TargetsNodes, Action: policy.Warn, Field: path,
 				Message: fmt.Sprintf("%d nodes would lose their daemon pod: %s", len(lost), nameList(lost))})
 		}
 	}
-	return out
+	return out, nil
 }
 
 func nameList(names []string) string {

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -8,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 
 	"github.com/daemonset-guard/daemonset-guard/internal/fixture"
 	"github.com/daemonset-guard/daemonset-guard/webhook/inventory"
@@ -62,7 +64,9 @@ func TestValidate(t *testing.T) {
 		nodes     []*corev1.Node
 		noNodes   bool
 		notSynced bool
+		view      Nodes // replaces the inventory of nodes
 		want      []want
+		wantErrs  []string
 	}{
 		{
 			name: "allows a log collector that runs on the worker nodes",
@@ -223,7 +227,7 @@ func TestValidate(t *testing.T) {
 		{
 			name: "counts a template pinned by spec.nodeName to a missing node as running nowhere",
 			ds:   fixture.DaemonSet("fluentd", func(ds *appsv1.DaemonSet) { ds.Spec.Template.Spec.NodeName = "gone-1" }),
-			want: []want{{"targets-nodes", "warn", "spec.template.spec", "8 are not node gone-1 named by spec.nodeName"}},
+			want: []want{{"targets-nodes", "warn", "spec.template.spec", "8 are not node gone-1, which spec.nodeName names"}},
 		},
 		{
 			name: "warns that placement was not checked while the inventory has not synced, and never denies",
@@ -340,6 +344,101 @@ func TestValidate(t *testing.T) {
 			want: []want{{"restart-policy-always", "deny", "spec.template.spec.restartPolicy", "restartPolicy is Never"}},
 		},
 		{
+			name:  "says which nodes lack a label that the nodeSelector wants present with an empty value",
+			ds:    fixture.DaemonSet("kube-proxy-cp", withNodeSelector("node-role.kubernetes.io/control-plane", "")),
+			nodes: append(cluster(), fixture.Node("cp-2", []string{"node-role.kubernetes.io/control-plane", "true"})),
+			want: []want{{"targets-nodes", "warn", "spec.template.spec",
+				`would run on no node: 0 of 9 nodes: 8 lack label node-role.kubernetes.io/control-plane="", 1 have untolerated taint node-role.kubernetes.io/control-plane:NoSchedule`}},
+		},
+		{
+			name: "explains a required term that is empty, which matches no node",
+			ds: fixture.DaemonSet("fluentd", func(ds *appsv1.DaemonSet) {
+				ds.Spec.Template.Spec.Affinity = requiredAffinity()
+			}),
+			want: []want{{"targets-nodes", "warn", "spec.template.spec", "8 match no node: the only required node affinity term is empty"}},
+		},
+		{
+			name: "counts several ORed required terms, naming how many none matched",
+			ds: fixture.DaemonSet("fluentd", withTolerations(controlPlaneToleration), func(ds *appsv1.DaemonSet) {
+				ds.Spec.Template.Spec.Affinity = requiredAffinity(corev1.NodeSelectorRequirement{Key: "disktype", Operator: corev1.NodeSelectorOpIn, Values: []string{"hdd"}})
+				terms := &ds.Spec.Template.Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms
+				*terms = append(*terms, corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "node-role.kubernetes.io/control-plane", Operator: corev1.NodeSelectorOpExists}}})
+			}),
+			policy: func(p *policy.Policy) { p.Rules.TargetsNodes.ReportCoverage = true },
+			want:   []want{{"targets-nodes", "warn", "spec.template.spec", "would run on 3 of 8 nodes: 5 match none of the 2 required node affinity terms"}},
+		},
+		{
+			name: "answers for a rule that panics as its onError says, and reports the panic, the other rules still judging",
+			ds: fixture.DaemonSet("fluentd", func(ds *appsv1.DaemonSet) {
+				ds.Spec.Template.Spec.RestartPolicy = corev1.RestartPolicyNever
+			}),
+			policy:   denyTargets,
+			view:     panickingNodes{},
+			want:     []want{{"restart-policy-always", "deny", "spec.template.spec.restartPolicy", "restartPolicy is Never"}, {"targets-nodes", "warn", "spec", "the rule could not be evaluated, so it was not applied (its onError is allow): panic: a bug"}, {"rollout-budget", "warn", "spec", "could not be evaluated"}},
+			wantErrs: []string{"rule targets-nodes: panic: a bug", "rule rollout-budget: panic: a bug"},
+		},
+		{
+			name: "denies for a rule that cannot be evaluated when its onError says deny",
+			ds:   fixture.DaemonSet("fluentd"),
+			policy: func(p *policy.Policy) {
+				p.Rules.TargetsNodes.OnError = policy.OnErrorDeny
+				p.Rules.RolloutBudget.Action = policy.Off
+			},
+			view:     panickingNodes{},
+			want:     []want{{"targets-nodes", "deny", "spec", "the rule could not be evaluated, and its onError is deny: panic: a bug"}},
+			wantErrs: []string{"rule targets-nodes: panic: a bug"},
+		},
+		{
+			name: "refuses to start a placement question over the work bound, and answers as onError says",
+			ds: fixture.DaemonSet("fluentd", func(ds *appsv1.DaemonSet) {
+				ds.Spec.Template.Spec.Affinity = fixture.RequiredTerms(5000, corev1.LabelHostname, func(i int) string { return fmt.Sprintf("node-%d", i) })
+			}),
+			nodes:    fixture.Cluster(400, 4),
+			want:     []want{{"targets-nodes", "warn", "spec", "placement is too expensive to check: 400 groups of alike nodes"}, {"rollout-budget", "warn", "spec", "placement is too expensive to check"}},
+			wantErrs: []string{"rule targets-nodes: placement is too expensive to check", "rule rollout-budget: placement is too expensive to check"},
+		},
+		{
+			name: "judges an image-only update by the image, not by the toleration the policy now adds",
+			old:  fixture.DaemonSet("fluentd", withNodeSelector("disktype", "nvme")),
+			ds: fixture.DaemonSet("fluentd", withNodeSelector("disktype", "nvme"), withImage("fluentd:v2"), withTolerations(controlPlaneToleration),
+				withAnnotation(MutatedAnnotation, "default-tolerations")),
+			policy: func(p *policy.Policy) {
+				denyTargets(p)
+				p.Mutation.Tolerations = []corev1.Toleration{controlPlaneToleration}
+			},
+			want: []want{{"targets-nodes", "warn", "spec.template.spec", "would run on no node"}},
+		},
+		{
+			name:   "does not count a step larger than the targeted nodes as more nodes than there are",
+			ds:     fixture.DaemonSet("fluentd", withMaxUnavailable(intstr.FromInt32(4))),
+			nodes:  []*corev1.Node{fixture.Node("a", nil), fixture.Node("b", nil)},
+			policy: func(p *policy.Policy) { p.Rules.RolloutBudget.MaxUnavailable = ptr.To(intstr.FromString("50%")) },
+			want:   []want{{"rollout-budget", "warn", "spec.updateStrategy.rollingUpdate.maxUnavailable", "take down the daemon pods of 2 of the 2 targeted nodes"}},
+		},
+		{
+			name:   "refuses, with retry, a new DaemonSet that reached validation without the mutation",
+			ds:     fixture.DaemonSet("fluentd"),
+			policy: func(p *policy.Policy) { p.Mutation.Tolerations = []corev1.Toleration{controlPlaneToleration} },
+			want:   []want{{"default-tolerations", "deny", "spec", "the mutating webhook has not applied this rule, which it fails open on when it cannot be reached; retry the request"}},
+		},
+		{
+			name: "warns instead of refusing when the mutation ran but something set the field back, so that a retry cannot loop",
+			ds: fixture.DaemonSet("fluentd", withAnnotation(MutatedAnnotation, "rolling-update-defaults"), func(ds *appsv1.DaemonSet) {
+				ds.ManagedFields = []metav1.ManagedFieldsEntry{updateEntry("kubectl-create", `{"f:spec":{"f:updateStrategy":{"f:rollingUpdate":{"f:maxUnavailable":{}}}}}`)}
+			}),
+			policy: func(p *policy.Policy) { p.Mutation.RollingUpdate.MaxUnavailable = ptr.To(intstr.FromString("10%")) },
+			want:   []want{{"rolling-update-defaults", "warn", "spec", "has applied this rule to this DaemonSet, but the object reached validation without its change"}},
+		},
+		{
+			name: "warns, naming the other field manager, when someone else owns the fields the mutation sets",
+			old:  fixture.DaemonSet("fluentd", withManagedFields(updateEntry("helm", `{"f:spec":{"f:template":{"f:spec":{"f:tolerations":{}}}}}`))),
+			ds: fixture.DaemonSet("fluentd", withImage("fluentd:v2"), withManagedFields(
+				updateEntry("helm", `{"f:spec":{"f:template":{"f:spec":{"f:tolerations":{}}}}}`),
+				updateEntry("kubectl-set", `{"f:spec":{"f:template":{"f:spec":{"f:containers":{}}}}}`))),
+			policy: func(p *policy.Policy) { p.Mutation.Tolerations = []corev1.Toleration{controlPlaneToleration} },
+			want:   []want{{"default-tolerations", "warn", "spec", "the fields it sets are owned by helm;"}},
+		},
+		{
 			name: "skips every rule when the skip annotation says *",
 			ds: fixture.DaemonSet("fluentd", func(ds *appsv1.DaemonSet) {
 				ds.Annotations = map[string]string{SkipAnnotation: "*"}
@@ -362,14 +461,42 @@ func TestValidate(t *testing.T) {
 				in.Operation = Update
 			}
 			switch {
+			case tt.view != nil:
+				in.Nodes = tt.view
 			case tt.notSynced:
 				in.Nodes = unsynced{inventory.New(nodes...)}
 			case !tt.noNodes:
 				in.Nodes = inventory.New(nodes...)
 			}
-			assertFindings(t, Validate(in), tt.want)
+			findings, errs := Validate(in)
+			assertFindings(t, findings, tt.want)
+			if len(errs) != len(tt.wantErrs) {
+				t.Fatalf("rule errors %v, want %q", errs, tt.wantErrs)
+			}
+			for i, e := range errs {
+				if !strings.Contains(e.Error(), tt.wantErrs[i]) {
+					t.Errorf("rule error %d: %v, want %q", i, e, tt.wantErrs[i])
+				}
+			}
 		})
 	}
+}
+
+// panickingNodes is a node view that panics, standing for a bug in a rule.
+type panickingNodes struct{}
+
+func (panickingNodes) Synced() bool { return true }
+func (panickingNodes) Coverage(*corev1.PodSpec) (inventory.Coverage, error) {
+	panic("a bug")
+}
+func (panickingNodes) Lost(*corev1.PodSpec, *corev1.PodSpec) ([]string, error) { panic("a bug") }
+
+func updateEntry(manager, fields string) metav1.ManagedFieldsEntry {
+	return metav1.ManagedFieldsEntry{Manager: manager, Operation: metav1.ManagedFieldsOperationUpdate, FieldsType: "FieldsV1", FieldsV1: metav1.NewFieldsV1(fields)}
+}
+
+func withManagedFields(entries ...metav1.ManagedFieldsEntry) func(*appsv1.DaemonSet) {
+	return func(ds *appsv1.DaemonSet) { ds.ManagedFields = entries }
 }
 
 // unsynced is an inventory whose informer has not delivered its first list.
