@@ -192,6 +192,48 @@ func TestThroughTheAPIServer(t *testing.T) {
 			return c.Warnings.Take()
 		}, 10*time.Second, 50*time.Millisecond).Should(ContainElement(ContainSubstring("would run on no node")))
 	})
+
+	t.Run("a maxUnavailable of 1 that an update sets is kept, as kubectl edit sets it", func(t *testing.T) {
+		g := NewWithT(t)
+		patch := []byte(`{"spec":{"updateStrategy":{"rollingUpdate":{"maxUnavailable":1}}}}`)
+		ds, err := dsClient.Patch(ctx, "fluentd", types.StrategicMergePatchType, patch, metav1.PatchOptions{FieldManager: "kubectl-edit"})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(*ds.Spec.UpdateStrategy.RollingUpdate.MaxUnavailable).To(Equal(intstr.FromInt32(1)), "the edit's value, not the policy's 10%")
+	})
+
+	t.Run("a replace without maxUnavailable keeps the API server's 1, which it records as the replace's", func(t *testing.T) {
+		g := NewWithT(t)
+		ds, err := dsClient.Patch(ctx, "fluentd", types.StrategicMergePatchType, []byte(`{"spec":{"updateStrategy":{"rollingUpdate":{"maxUnavailable":"10%"}}}}`), metav1.PatchOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+		ds.Spec.UpdateStrategy.RollingUpdate.MaxUnavailable = nil
+		replaced, err := dsClient.Update(ctx, ds, metav1.UpdateOptions{FieldManager: "kubectl-replace"})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(*replaced.Spec.UpdateStrategy.RollingUpdate.MaxUnavailable).To(Equal(intstr.FromInt32(1)))
+		var owner string
+		for _, mf := range replaced.ManagedFields {
+			if strings.Contains(string(mf.FieldsV1.GetRawBytes()), `"f:maxUnavailable"`) {
+				owner = mf.Manager
+			}
+		}
+		g.Expect(owner).To(Equal("kubectl-replace"), "the API server records the defaulted value as the replace's, exactly as it records an edit")
+	})
+
+	t.Run("every toleration shape a policy may hold is one the API server accepts in a template", func(t *testing.T) {
+		g := NewWithT(t)
+		doc := []byte("apiVersion: daemonset-guard.io/v1alpha1\nkind: Policy\nmutation:\n  tolerations:\n" +
+			"  - {key: dedicated, operator: Equal, value: gpu, effect: NoSchedule}\n  - {key: dedicated, value: db}\n" +
+			"  - {key: maintenance, operator: Exists, effect: NoExecute, tolerationSeconds: 300}\n  - {key: spot, operator: Exists, effect: PreferNoSchedule}\n" +
+			"  - {key: example.com/role_1.a, operator: Exists}\n  - {operator: Exists}\n")
+		want, err := policy.Parse(doc)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(os.WriteFile(c.policyFile, doc, 0o600)).To(Succeed())
+		g.Eventually(func() []corev1.Toleration {
+			ds, err := dsClient.Create(ctx, fixture.Written("tolerant"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+			g.Expect(err).NotTo(HaveOccurred(), "the API server accepts the injected tolerations")
+			return ds.Spec.Template.Spec.Tolerations
+		}, 10*time.Second, 100*time.Millisecond).Should(Equal(want.Mutation.Tolerations))
+		c.Warnings.Take()
+	})
 	g.Expect(strings.Join(c.Warnings.Take(), "\n")).To(BeEmpty(), "no warning should be left unchecked")
 }
 

@@ -10,6 +10,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/kubernetes/pkg/apis/apps"
+	appsvalidation "k8s.io/kubernetes/pkg/apis/apps/validation"
+	"k8s.io/kubernetes/pkg/apis/core"
+	corev1conversion "k8s.io/kubernetes/pkg/apis/core/v1"
+	corevalidation "k8s.io/kubernetes/pkg/apis/core/validation"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
@@ -113,15 +118,15 @@ func (p *Policy) Validate() field.ErrorList {
 		errs = append(errs, field.NotSupported(field.NewPath("kind"), p.Kind, []string{Kind}))
 	}
 	mutation := field.NewPath("mutation")
-	for i, t := range p.Mutation.Tolerations {
-		errs = append(errs, validateToleration(mutation.Child("tolerations").Index(i), t)...)
-	}
+	errs = append(errs, validateTolerations(mutation.Child("tolerations"), p.Mutation.Tolerations)...)
 	ru := mutation.Child("rollingUpdate")
 	if v := p.Mutation.RollingUpdate.MaxUnavailable; v != nil {
-		errs = append(errs, validateShare(ru.Child("maxUnavailable"), *v)...)
+		// As the API server validates a DaemonSet's rolling update, with
+		// the maxSurge of 0 that a DaemonSet injected into has by default.
+		errs = append(errs, appsvalidation.ValidateRollingUpdateDaemonSet(&apps.RollingUpdateDaemonSet{MaxUnavailable: *v, MaxSurge: intstr.FromInt32(0)}, ru)...)
 	}
-	if v := p.Mutation.RollingUpdate.MinReadySeconds; v != nil && *v < 0 {
-		errs = append(errs, field.Invalid(ru.Child("minReadySeconds"), *v, "must be zero or more"))
+	if v := p.Mutation.RollingUpdate.MinReadySeconds; v != nil {
+		errs = append(errs, corevalidation.ValidateNonnegativeField(int64(*v), ru.Child("minReadySeconds"))...)
 	}
 
 	rules := field.NewPath("rules")
@@ -137,6 +142,9 @@ func (p *Policy) Validate() field.ErrorList {
 		}
 	}
 	errs = append(errs, validateShare(rules.Child(RolloutBudget, "maxUnavailable"), *p.Rules.RolloutBudget.MaxUnavailable)...)
+	if len(errs) == 0 {
+		errs = append(errs, p.validateCoherence()...)
+	}
 
 	known := append(slices.Clone(ValidationRules), MutationRules...)
 	for i, e := range p.Exemptions {
@@ -154,6 +162,58 @@ func (p *Policy) Validate() field.ErrorList {
 		}
 	}
 	return errs
+}
+
+// validateCoherence refuses a policy whose own rules would deny what its
+// mutation injects: the guard must never refuse the defaults it adds.
+func (p *Policy) validateCoherence() field.ErrorList {
+	injected, budget := p.Mutation.RollingUpdate.MaxUnavailable, p.Rules.RolloutBudget.MaxUnavailable
+	if injected == nil || p.Action(RollingUpdateDefaults) != Apply || p.Action(RolloutBudget) != Deny {
+		return nil
+	}
+	n, ok := firstBudgetConflict(*injected, *budget)
+	if !ok {
+		return nil
+	}
+	down, _ := intstr.GetScaledValueFromIntOrPercent(injected, n, true)
+	allowed, _ := intstr.GetScaledValueFromIntOrPercent(budget, n, false)
+	return field.ErrorList{field.Invalid(field.NewPath("mutation", "rollingUpdate", "maxUnavailable"), injected.String(), fmt.Sprintf(
+		"rollout-budget, at deny, would refuse the maxUnavailable this policy injects: on a DaemonSet that targets %d nodes it takes down %d at a time, "+
+			"and rules.rollout-budget.maxUnavailable (%s) allows %d; lower the one, raise the other, or set rollout-budget to warn",
+		n, min(down, n), budget.String(), max(allowed, 1)))}
+}
+
+// firstBudgetConflict returns the smallest number of targeted nodes at which
+// a rolling step of maxUnavailable (rounded up, as the DaemonSet controller
+// does, and at most every node) exceeds the budget (rounded down, at least
+// one node), as rollout-budget judges it. Percentages repeat every 100
+// nodes, so 1 to 200 holds every case but those a large count decides,
+// whose first node counts are computed.
+func firstBudgetConflict(maxUnavailable, budget intstr.IntOrString) (int, bool) {
+	exceeds := func(n int) bool {
+		down, _ := intstr.GetScaledValueFromIntOrPercent(&maxUnavailable, n, true)
+		allowed, _ := intstr.GetScaledValueFromIntOrPercent(&budget, n, false)
+		return min(down, n) > max(allowed, 1)
+	}
+	for n := 1; n <= 200; n++ {
+		if exceeds(n) {
+			return n, true
+		}
+	}
+	var candidates []int
+	if maxUnavailable.Type == intstr.Int {
+		candidates = append(candidates, int(maxUnavailable.IntVal))
+	} else if budget.Type == intstr.Int {
+		pct, _ := intstr.GetScaledValueFromIntOrPercent(&maxUnavailable, 100, true)
+		limit := max(int(budget.IntVal), 1)
+		candidates = append(candidates, max(limit+1, 100*limit/pct+1))
+	}
+	for _, n := range candidates {
+		if n > 0 && exceeds(n) {
+			return n, true
+		}
+	}
+	return 0, false
 }
 
 func validateAction(path *field.Path, a Action, allowed ...Action) field.ErrorList {
@@ -185,30 +245,22 @@ func validateShare(path *field.Path, v intstr.IntOrString) field.ErrorList {
 	return nil
 }
 
-func validateToleration(path *field.Path, t corev1.Toleration) field.ErrorList {
-	var errs field.ErrorList
-	switch t.Operator {
-	case corev1.TolerationOpExists:
-		if t.Value != "" {
-			errs = append(errs, field.Invalid(path.Child("value"), t.Value, "must be empty when operator is Exists"))
+// validateTolerations validates the policy's tolerations with the API
+// server's own function, so that a toleration the API would refuse in a pod
+// template can never be injected into every DaemonSet, and refuses those the
+// DaemonSet controller adds itself.
+func validateTolerations(path *field.Path, tolerations []corev1.Toleration) field.ErrorList {
+	internal := make([]core.Toleration, len(tolerations))
+	for i := range tolerations {
+		if err := corev1conversion.Convert_v1_Toleration_To_core_Toleration(&tolerations[i], &internal[i], nil); err != nil {
+			return field.ErrorList{field.Invalid(path.Index(i), tolerations[i], err.Error())}
 		}
-	case corev1.TolerationOpEqual, "":
-		if t.Key == "" {
-			errs = append(errs, field.Invalid(path.Child("operator"), t.Operator, "must be Exists when key is empty"))
+	}
+	errs := corevalidation.ValidateTolerations(internal, path, corevalidation.PodValidationOptions{})
+	for i, t := range tolerations {
+		if daemonpod.AddedByController(t.Key) {
+			errs = append(errs, field.Forbidden(path.Index(i).Child("key"), fmt.Sprintf("the DaemonSet controller adds a toleration of %s to every daemon pod itself; adding it to templates would only roll every DaemonSet", t.Key)))
 		}
-	default:
-		errs = append(errs, field.NotSupported(path.Child("operator"), t.Operator, []string{string(corev1.TolerationOpExists), string(corev1.TolerationOpEqual)}))
-	}
-	switch t.Effect {
-	case "", corev1.TaintEffectNoSchedule, corev1.TaintEffectPreferNoSchedule, corev1.TaintEffectNoExecute:
-	default:
-		errs = append(errs, field.NotSupported(path.Child("effect"), t.Effect, []string{string(corev1.TaintEffectNoSchedule), string(corev1.TaintEffectPreferNoSchedule), string(corev1.TaintEffectNoExecute)}))
-	}
-	if t.TolerationSeconds != nil && t.Effect != corev1.TaintEffectNoExecute {
-		errs = append(errs, field.Invalid(path.Child("tolerationSeconds"), *t.TolerationSeconds, "only applies to effect NoExecute"))
-	}
-	if daemonpod.AddedByController(t.Key) {
-		errs = append(errs, field.Forbidden(path.Child("key"), fmt.Sprintf("the DaemonSet controller adds a toleration of %s to every daemon pod itself; adding it to templates would only roll every DaemonSet", t.Key)))
 	}
 	return errs
 }

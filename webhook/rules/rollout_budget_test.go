@@ -1,12 +1,19 @@
 package rules
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
+
+	"github.com/daemonset-guard/daemonset-guard/internal/fixture"
+	"github.com/daemonset-guard/daemonset-guard/webhook/inventory"
+	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
 )
 
 func TestMaxUnavailable(t *testing.T) {
@@ -35,5 +42,51 @@ func TestMaxUnavailable(t *testing.T) {
 				t.Fatalf("MaxUnavailable = %d, %v; want %d", got, err, tc.want)
 			}
 		})
+	}
+}
+
+// TestRolloutBudgetNeverDeniesWhatAnAcceptedPolicyInjects holds the policy's
+// load-time coherence check to the rule itself: for every pair of injected
+// maxUnavailable and rollout budget at deny, a policy that loads never has
+// its injected value denied, on DaemonSets that target 1 to 250 nodes, and a
+// policy that is refused is denied at the node count its message names.
+func TestRolloutBudgetNeverDeniesWhatAnAcceptedPolicyInjects(t *testing.T) {
+	shares := []string{"1", "2", "3", "10", "\"1%\"", "\"10%\"", "\"25%\"", "\"33%\"", "\"50%\"", "\"99%\"", "\"100%\""}
+	nodes := make([]*corev1.Node, 1100)
+	for i := range nodes {
+		nodes[i] = fixture.Node(fmt.Sprintf("node-%d", i), nil)
+	}
+	denies := func(pol *policy.Policy, n int) bool {
+		in := &Input{Operation: Create, Object: fixture.DaemonSet("fluentd"), Policy: pol, Nodes: inventory.New(nodes[:n]...)}
+		if _, errs := Mutate(in); errs != nil {
+			t.Fatal(errs)
+		}
+		findings, _ := Validate(in)
+		return slices.ContainsFunc(findings, func(f Finding) bool { return f.Rule == policy.RolloutBudget && f.Action == policy.Deny })
+	}
+	for _, injected := range shares {
+		for _, budget := range shares {
+			doc := fmt.Sprintf("apiVersion: daemonset-guard.io/v1alpha1\nkind: Policy\nmutation:\n  rollingUpdate: {maxUnavailable: %s}\nrules:\n  rollout-budget: {action: deny, maxUnavailable: %s}\n", injected, budget)
+			p, err := policy.Parse([]byte(doc))
+			if err == nil {
+				for n := 1; n <= 250; n++ {
+					if denies(p, n) {
+						t.Errorf("injected %s, budget %s: the policy loads, but rollout-budget denies its injected value at %d nodes", injected, budget, n)
+					}
+				}
+				continue
+			}
+			var n int
+			if _, scanErr := fmt.Sscanf(err.Error()[strings.Index(err.Error(), "targets "):], "targets %d nodes", &n); scanErr != nil || n > len(nodes) {
+				t.Fatalf("injected %s, budget %s: %v", injected, budget, err)
+			}
+			pol := policy.Default()
+			pol.Rules.RolloutBudget.Action = policy.Deny
+			pol.Rules.RolloutBudget.MaxUnavailable = ptr.To(intstr.Parse(strings.Trim(budget, `"`)))
+			pol.Mutation.RollingUpdate.MaxUnavailable = ptr.To(intstr.Parse(strings.Trim(injected, `"`)))
+			if !denies(pol, n) || (n > 1 && denies(pol, n-1)) {
+				t.Errorf("injected %s, budget %s: refused (%v), but %d nodes is not the first count rollout-budget denies", injected, budget, err, n)
+			}
+		}
 	}
 }
