@@ -23,6 +23,11 @@ OVERLAY        ?= cert-manager
 KIND           ?= kind
 KIND_CLUSTER   ?= daemonset-guard-e2e
 CERT_MANAGER_VERSION = $(shell $(GO) list -m -f '{{.Version}}' github.com/cert-manager/cert-manager)
+# The oldest cert-manager the cert-manager overlay supports: from v1.19 its
+# cainjector keeps a CA being renewed in the caBundle beside the new one;
+# older ones replace it, and replicas still serving the old certificate are
+# refused for a while by a webhook that fails closed.
+CERT_MANAGER_MIN_VERSION := v1.19.0
 
 # The fuzz targets (package:name); make test runs each briefly, make fuzz longer.
 # make test bounds them by executions, not time: Go 1.26's fuzz coordinator can
@@ -30,7 +35,8 @@ CERT_MANAGER_VERSION = $(shell $(GO) list -m -f '{{.Version}}' github.com/cert-m
 # duration runs out while a worker is busy (golang/go#75804, fixed in Go 1.27),
 # and a count has no deadline to race.
 FUZZ_TARGETS := webhook:FuzzAdmissionReview webhook/rules:FuzzSelectorMatchesTemplate \
-                webhook/rules:FuzzTolerated webhook/rules:FuzzMaxUnavailable webhook/policy:FuzzParse
+                webhook/rules:FuzzTolerated webhook/rules:FuzzMaxUnavailable webhook/policy:FuzzParse \
+                webhook/inventory:FuzzPlacement
 FUZZTIME     ?= 60s
 FUZZ_SMOKE   := 20000x
 
@@ -190,9 +196,19 @@ demo: cluster-tools build localwebhook ## Start the local cluster with the demo 
 docker-build: ## Build the image IMG (needs a container engine, which the CI machines lack).
 	$(CONTAINER_TOOL) build -t $(IMG) .
 
+# The cert-manager overlay needs cert-manager's API: without it kubectl would
+# create everything but the certificates, and the webhook could never start.
 .PHONY: deploy
-deploy: $(BIN)/kubectl ## Apply manifests/overlays/OVERLAY (cert-manager, the default, or self-managed) to KUBECONFIG.
-	$(BIN)/kubectl apply -k manifests/overlays/$(OVERLAY)
+deploy: $(BIN)/kubectl ## Apply manifests/overlays/OVERLAY (cert-manager, the default, or self-managed) to KUBECONFIG; the cert-manager overlay only where cert-manager runs.
+	@if [ "$(OVERLAY)" = cert-manager ]; then \
+		resources=$$($(BIN)/kubectl --kubeconfig $(KUBECONFIG) api-resources --api-group=cert-manager.io -o name) || exit 1; \
+		case "$$resources" in *certificates.cert-manager.io*) ;; *) \
+			echo "make deploy: this cluster has no cert-manager (no certificates.cert-manager.io API), which the cert-manager overlay needs." >&2; \
+			echo "  Install cert-manager $(CERT_MANAGER_MIN_VERSION) or later first (https://cert-manager.io/docs/installation/), or deploy without it: make deploy OVERLAY=self-managed" >&2; \
+			exit 1;; \
+		esac; \
+	fi
+	$(BIN)/kubectl --kubeconfig $(KUBECONFIG) apply -k manifests/overlays/$(OVERLAY)
 
 .PHONY: test-e2e-kind
 test-e2e-kind: $(BIN)/kubectl ## Run the e2e suite on kind: cluster, image, cert-manager, manifests (needs Docker, kind, network).

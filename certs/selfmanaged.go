@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/cert-manager/cert-manager/pkg/util/pki"
@@ -43,8 +44,8 @@ const recheck = 10 * time.Minute
 // SelfManaged issues and renews the webhook's certificates without
 // cert-manager. It keeps the CA and the serving certificate in one Secret,
 // so that every replica serves the same certificate; writes the serving pair
-// into Dir, where the server's certificate watcher loads it; and writes the
-// CA into the caBundle of the mutating and validating webhook configurations.
+// into Dir, where the server's certificate watcher loads it; and offers the
+// CA bundle (CABundle) for the webhook configurations.
 //
 // Replicas need no leader: each reads the Secret, and only a replica that
 // finds it missing, invalid or due for renewal writes it, guarded by its
@@ -55,8 +56,6 @@ type SelfManaged struct {
 	Secret types.NamespacedName
 	// DNSNames are the names the API server calls the webhook by.
 	DNSNames []string
-	// WebhookConfiguration names both webhook configurations.
-	WebhookConfiguration string
 	// Dir receives tls.crt and tls.key.
 	Dir string
 	// CAValidity and ServingValidity default to DefaultCAValidity and
@@ -66,6 +65,8 @@ type SelfManaged struct {
 	// Now defaults to time.Now; tests move it forward.
 	Now func() time.Time
 	Log logr.Logger
+
+	caBundle atomic.Pointer[[]byte]
 }
 
 // errLostRace means another replica wrote first; syncing again adopts its write.
@@ -116,8 +117,8 @@ func (m *SelfManaged) SyncUntilValid(ctx context.Context) error {
 	}
 }
 
-// Sync makes the Secret, the files in Dir and the caBundles hold valid
-// certificates, and returns when it should run again.
+// Sync makes the Secret and the files in Dir hold valid certificates, and
+// returns when it should run again.
 func (m *SelfManaged) Sync(ctx context.Context) (time.Time, error) {
 	now := m.now()
 	b, err := m.ensureSecret(ctx, now)
@@ -131,9 +132,8 @@ func (m *SelfManaged) Sync(ctx context.Context) (time.Time, error) {
 	if err := m.writeFiles(b.serving); err != nil {
 		return time.Time{}, err
 	}
-	if err := m.injectCABundle(ctx, caBundle(b, now)); err != nil {
-		return time.Time{}, err
-	}
+	bundle := caBundle(b, now)
+	m.caBundle.Store(&bundle)
 	next := now.Add(recheck)
 	for _, t := range []time.Time{renewalTime(b.serving.Cert), renewalTime(b.ca.Cert)} {
 		if t.Before(next) {
@@ -304,53 +304,14 @@ func (m *SelfManaged) writeFiles(serving *KeyPair) error {
 	return serving.WriteFiles(m.Dir)
 }
 
-// injectCABundle writes the CA bundle into every webhook of both
-// configurations that does not have it yet.
-func (m *SelfManaged) injectCABundle(ctx context.Context, bundle []byte) error {
-	for range 5 {
-		err := m.updateWebhookConfigurations(ctx, bundle)
-		if !apierrors.IsConflict(err) {
-			return err
-		}
+// CABundle returns the CA that signs the serving certificate, followed by
+// the CA it replaced while that is still valid, as of the last Sync.
+func (m *SelfManaged) CABundle() ([]byte, error) {
+	b := m.caBundle.Load()
+	if b == nil {
+		return nil, errors.New("no self-managed certificate has been issued yet")
 	}
-	return fmt.Errorf("updating webhook configuration %s: %w", m.WebhookConfiguration, errLostRace)
-}
-
-func (m *SelfManaged) updateWebhookConfigurations(ctx context.Context, bundle []byte) error {
-	api := m.Client.AdmissionregistrationV1()
-	mutating, err := api.MutatingWebhookConfigurations().Get(ctx, m.WebhookConfiguration, metav1.GetOptions{})
-	if err != nil {
-		return fmt.Errorf("reading MutatingWebhookConfiguration %s: %w", m.WebhookConfiguration, err)
-	}
-	if setBundles(bundle, len(mutating.Webhooks), func(i int) *[]byte { return &mutating.Webhooks[i].ClientConfig.CABundle }) {
-		if _, err := api.MutatingWebhookConfigurations().Update(ctx, mutating, metav1.UpdateOptions{}); err != nil {
-			return err
-		}
-		m.Log.Info("updated caBundle", "mutatingWebhookConfiguration", m.WebhookConfiguration)
-	}
-	validating, err := api.ValidatingWebhookConfigurations().Get(ctx, m.WebhookConfiguration, metav1.GetOptions{})
-	if err != nil {
-		return fmt.Errorf("reading ValidatingWebhookConfiguration %s: %w", m.WebhookConfiguration, err)
-	}
-	if setBundles(bundle, len(validating.Webhooks), func(i int) *[]byte { return &validating.Webhooks[i].ClientConfig.CABundle }) {
-		if _, err := api.ValidatingWebhookConfigurations().Update(ctx, validating, metav1.UpdateOptions{}); err != nil {
-			return err
-		}
-		m.Log.Info("updated caBundle", "validatingWebhookConfiguration", m.WebhookConfiguration)
-	}
-	return nil
-}
-
-// setBundles sets each of n caBundles to bundle and reports whether any changed.
-func setBundles(bundle []byte, n int, at func(int) *[]byte) bool {
-	changed := false
-	for i := range n {
-		if b := at(i); !bytes.Equal(*b, bundle) {
-			*b = bundle
-			changed = true
-		}
-	}
-	return changed
+	return *b, nil
 }
 
 // ServingCertificateValid returns a readiness check that fails unless the

@@ -67,15 +67,14 @@ type fixtureEnv struct {
 // replica returns a SelfManaged as one webhook replica runs it.
 func (e *fixtureEnv) replica(t *testing.T) *certs.SelfManaged {
 	return &certs.SelfManaged{
-		Client:               e.client,
-		Secret:               types.NamespacedName{Namespace: namespace, Name: "daemonset-guard-tls"},
-		DNSNames:             []string{"localhost"},
-		WebhookConfiguration: "daemonset-guard",
-		Dir:                  t.TempDir(),
-		CAValidity:           caLife,
-		ServingValidity:      servLife,
-		Now:                  e.clock.Now,
-		Log:                  funcr.New(e.logs.add, funcr.Options{}),
+		Client:          e.client,
+		Secret:          types.NamespacedName{Namespace: namespace, Name: "daemonset-guard-tls"},
+		DNSNames:        []string{"localhost"},
+		Dir:             t.TempDir(),
+		CAValidity:      caLife,
+		ServingValidity: servLife,
+		Now:             e.clock.Now,
+		Log:             funcr.New(e.logs.add, funcr.Options{}),
 	}
 }
 
@@ -88,18 +87,39 @@ func (e *fixtureEnv) secret(t *testing.T) *corev1.Secret {
 	return s
 }
 
-func (e *fixtureEnv) caBundles(t *testing.T) [][]byte {
+// caBundle is the replica's CA bundle, which the registrar writes into the
+// webhook configurations.
+func caBundle(t *testing.T, m *certs.SelfManaged) []byte {
+	t.Helper()
+	b, err := m.CABundle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// trust writes the CA bundle into the webhook configurations that envtest
+// installed, as the registrar would.
+func (e *fixtureEnv) trust(t *testing.T, bundle []byte) {
 	t.Helper()
 	ctx := context.Background()
-	m, err := e.client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, "daemonset-guard", metav1.GetOptions{})
+	api := e.client.AdmissionregistrationV1()
+	m, err := api.MutatingWebhookConfigurations().Get(ctx, "daemonset-guard", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := e.client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, "daemonset-guard", metav1.GetOptions{})
+	m.Webhooks[0].ClientConfig.CABundle = bundle
+	if _, err := api.MutatingWebhookConfigurations().Update(ctx, m, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := api.ValidatingWebhookConfigurations().Get(ctx, "daemonset-guard", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return [][]byte{m.Webhooks[0].ClientConfig.CABundle, v.Webhooks[0].ClientConfig.CABundle}
+	v.Webhooks[0].ClientConfig.CABundle = bundle
+	if _, err := api.ValidatingWebhookConfigurations().Update(ctx, v, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func readCert(t *testing.T, dir string) *x509.Certificate {
@@ -134,7 +154,7 @@ func TestSelfManagedCertificates(t *testing.T) {
 	e := &fixtureEnv{client: client, clock: &clock{now: start}, logs: &logLines{}}
 	first := e.replica(t)
 
-	t.Run("creates the CA and serving certificate, writes the files and injects the caBundle", func(t *testing.T) {
+	t.Run("creates the CA and serving certificate, writes the files and offers the CA bundle", func(t *testing.T) {
 		g := NewWithT(t)
 		_, err := first.Sync(ctx)
 		g.Expect(err).NotTo(HaveOccurred())
@@ -142,14 +162,14 @@ func TestSelfManagedCertificates(t *testing.T) {
 		g.Expect(s.Data).To(HaveKey("ca.crt"))
 		g.Expect(s.Data).To(HaveKey("ca.key"))
 		g.Expect(readCert(t, first.Dir).Raw).To(Equal(mustDecode(t, s.Data["tls.crt"]).Raw), "the files hold the Secret's certificate")
-		for _, bundle := range e.caBundles(t) {
-			g.Expect(bundle).To(Equal(s.Data["ca.crt"]))
-			g.Expect(verifies(bundle, readCert(t, first.Dir), start)).To(Succeed())
-		}
+		bundle := caBundle(t, first)
+		g.Expect(bundle).To(Equal(s.Data["ca.crt"]))
+		g.Expect(verifies(bundle, readCert(t, first.Dir), start)).To(Succeed())
 	})
 
-	t.Run("the API server calls the webhook through the injected caBundle", func(t *testing.T) {
+	t.Run("the API server calls the webhook trusting the CA bundle", func(t *testing.T) {
 		g := NewWithT(t)
+		e.trust(t, caBundle(t, first))
 		stop := serveAllowAll(t, wio, first.Dir)
 		defer stop()
 		ds := fixture.DaemonSet("probe")
@@ -188,7 +208,7 @@ func TestSelfManagedCertificates(t *testing.T) {
 		renewed := readCert(t, first.Dir)
 		g.Expect(renewed.SerialNumber).NotTo(Equal(old.SerialNumber))
 		g.Expect(e.secret(t).Data["ca.crt"]).To(Equal(oldCA))
-		g.Expect(verifies(e.caBundles(t)[0], renewed, e.clock.Now())).To(Succeed())
+		g.Expect(verifies(caBundle(t, first), renewed, e.clock.Now())).To(Succeed())
 	})
 
 	t.Run("rotates the CA well before it expires and trusts both CAs meanwhile", func(t *testing.T) {
@@ -201,11 +221,10 @@ func TestSelfManagedCertificates(t *testing.T) {
 		s := e.secret(t)
 		g.Expect(s.Data["ca.crt"]).NotTo(Equal(oldCA))
 		g.Expect(s.Data["ca-previous.crt"]).To(Equal(oldCA))
-		for _, bundle := range e.caBundles(t) {
-			g.Expect(bundle).To(Equal(append(append([]byte{}, s.Data["ca.crt"]...), oldCA...)))
-			g.Expect(verifies(bundle, readCert(t, first.Dir), e.clock.Now())).To(Succeed(), "the new certificate is trusted")
-			g.Expect(verifies(bundle, oldServing, oldServing.NotBefore.Add(time.Minute))).To(Succeed(), "a replica still serving the old one is trusted")
-		}
+		bundle := caBundle(t, first)
+		g.Expect(bundle).To(Equal(append(append([]byte{}, s.Data["ca.crt"]...), oldCA...)))
+		g.Expect(verifies(bundle, readCert(t, first.Dir), e.clock.Now())).To(Succeed(), "the new certificate is trusted")
+		g.Expect(verifies(bundle, oldServing, oldServing.NotBefore.Add(time.Minute))).To(Succeed(), "a replica still serving the old one is trusted")
 	})
 
 	t.Run("regenerates a Secret that holds garbage and says so in the log", func(t *testing.T) {
@@ -219,7 +238,7 @@ func TestSelfManagedCertificates(t *testing.T) {
 		_, err = first.Sync(ctx)
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(e.logs.String()).To(ContainSubstring("the CA in the Secret is unusable; issuing a new one"))
-		g.Expect(verifies(e.caBundles(t)[1], readCert(t, first.Dir), e.clock.Now())).To(Succeed())
+		g.Expect(verifies(caBundle(t, first), readCert(t, first.Dir), e.clock.Now())).To(Succeed())
 	})
 
 	t.Run("replicas racing from an empty Secret agree on one CA", func(t *testing.T) {
@@ -238,7 +257,9 @@ func TestSelfManagedCertificates(t *testing.T) {
 			g.Expect(readCert(t, r.Dir).Raw).To(Equal(served.Raw), "every replica serves the winner's certificate")
 		}
 		g.Expect(served.Raw).To(Equal(mustDecode(t, e.secret(t).Data["tls.crt"]).Raw))
-		g.Expect(verifies(e.caBundles(t)[0], served, e.clock.Now())).To(Succeed())
+		for _, r := range replicas {
+			g.Expect(verifies(caBundle(t, r), served, e.clock.Now())).To(Succeed(), "every replica offers the winner's CA")
+		}
 	})
 }
 

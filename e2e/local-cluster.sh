@@ -174,7 +174,7 @@ up() {
 	: >"$state/webhook.log"
 	start_webhook
 	# Registered only once it serves: the validating webhook fails closed.
-	"$bin/localwebhook" register --kubeconfig "$KUBECONFIG" --manifest "$root/manifests/base/webhooks.yaml" \
+	"$bin/localwebhook" register --kubeconfig "$KUBECONFIG" --manifest "$root/manifests/webhooks.yaml" \
 		--url "https://127.0.0.1:$port" --ca "$state/certs/ca.crt"
 	log "cluster $name is up: export KUBECONFIG=$KUBECONFIG"
 }

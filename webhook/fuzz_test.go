@@ -16,7 +16,8 @@ import (
 
 // FuzzAdmissionReview sends raw bodies through both handlers with panic
 // recovery off, so that any panic fails, and checks that every answer is an
-// AdmissionReview.
+// AdmissionReview over HTTP 200 and never a 5xx result: the validating
+// webhook fails closed, so a 5xx of ours would refuse a user's write.
 func FuzzAdmissionReview(f *testing.F) {
 	fluentd := fixture.DaemonSet("fluentd")
 	for _, seed := range []string{
@@ -42,8 +43,11 @@ func FuzzAdmissionReview(f *testing.F) {
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, req)
 			var review admissionv1.AdmissionReview
-			if err := json.Unmarshal(rec.Body.Bytes(), &review); err != nil || review.Response == nil {
-				t.Fatalf("the answer is not an AdmissionReview: %v: %s", err, rec.Body)
+			if err := json.Unmarshal(rec.Body.Bytes(), &review); err != nil || review.Response == nil || rec.Code != http.StatusOK {
+				t.Fatalf("the answer is not an AdmissionReview over HTTP 200 (%d): %v: %s", rec.Code, err, rec.Body)
+			}
+			if r := review.Response.Result; r != nil && r.Code >= 500 {
+				t.Fatalf("a %d answer: %s", r.Code, r.Message)
 			}
 		}
 	})

@@ -49,13 +49,14 @@ func CacheOptions() cache.Options {
 
 // Setup loads the policy and registers the node inventory, the policy watcher,
 // the readiness checks and both webhook paths on the manager, whose cache
-// must have been built with CacheOptions.
-func Setup(ctx context.Context, mgr manager.Manager, opts Options) error {
+// must have been built with CacheOptions. It returns a function that reports
+// whether the webhooks can answer: the inventory has synced and the server
+// completes a TLS handshake.
+func Setup(ctx context.Context, mgr manager.Manager, opts Options) (ready func() error, err error) {
 	pol := policy.Default()
 	if opts.PolicyFile != "" {
-		var err error
 		if pol, err = policy.Load(opts.PolicyFile); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	store := policy.NewStore(pol)
@@ -63,39 +64,41 @@ func Setup(ctx context.Context, mgr manager.Manager, opts Options) error {
 	inv := inventory.New()
 	informer, err := mgr.GetCache().GetInformer(ctx, &corev1.Node{}, cache.BlockUntilSynced(false))
 	if err != nil {
-		return fmt.Errorf("creating the node informer: %w", err)
+		return nil, fmt.Errorf("creating the node informer: %w", err)
 	}
 	if err := inv.Attach(informer); err != nil {
-		return fmt.Errorf("watching nodes: %w", err)
+		return nil, fmt.Errorf("watching nodes: %w", err)
 	}
 	if opts.Registerer == nil {
 		opts.Registerer = ctrlmetrics.Registry
 	}
 	metrics, err := NewMetrics(opts.Registerer, inv)
 	if err != nil {
-		return fmt.Errorf("registering metrics: %w", err)
+		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
 
 	if opts.PolicyFile != "" {
 		watcher := &policy.Watcher{Path: opts.PolicyFile, Store: store, Reloaded: metrics.PolicyReloaded, Log: opts.Log.WithName("policy")}
 		if err := mgr.Add(manager.RunnableFunc(watcher.Start)); err != nil {
-			return fmt.Errorf("adding the policy watcher: %w", err)
+			return nil, fmt.Errorf("adding the policy watcher: %w", err)
 		}
 	}
 
-	if err := mgr.AddReadyzCheck("node-inventory", func(*http.Request) error {
+	inventorySynced := func(*http.Request) error {
 		if !inv.Synced() {
 			return errors.New("the node inventory has not synced yet")
 		}
 		return nil
-	}); err != nil {
-		return fmt.Errorf("adding the inventory readiness check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("node-inventory", inventorySynced); err != nil {
+		return nil, fmt.Errorf("adding the inventory readiness check: %w", err)
 	}
 	server := mgr.GetWebhookServer()
 	// The check completes a TLS handshake, so it also fails until a serving
 	// certificate is loaded.
-	if err := mgr.AddReadyzCheck("webhook-server", server.StartedChecker()); err != nil {
-		return fmt.Errorf("adding the webhook readiness check: %w", err)
+	serverStarted := server.StartedChecker()
+	if err := mgr.AddReadyzCheck("webhook-server", serverStarted); err != nil {
+		return nil, fmt.Errorf("adding the webhook readiness check: %w", err)
 	}
 
 	mutator, validator := newHandlers(store, inv, metrics, opts.Log)
@@ -106,7 +109,7 @@ func Setup(ctx context.Context, mgr manager.Manager, opts Options) error {
 	for path, h := range routes(mutator, validator, timeout) {
 		server.Register(path, h)
 	}
-	return nil
+	return func() error { return errors.Join(inventorySynced(nil), serverStarted(nil)) }, nil
 }
 
 func newHandlers(store *policy.Store, nodes rules.Nodes, metrics *Metrics, log logr.Logger) (*Mutator, *Validator) {

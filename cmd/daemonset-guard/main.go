@@ -56,6 +56,7 @@ type config struct {
 	certSecret             string
 	webhookService         string
 	webhookConfiguration   string
+	registerWebhooks       bool
 	zap                    zap.Options
 }
 
@@ -79,8 +80,9 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&cfg.clientCAFile, "client-ca-file", "", "Require callers to present a client certificate signed by a CA in this PEM file (mutual TLS), so that only the API server can call the webhooks.")
 	fs.StringVar(&cfg.certMode, "cert-mode", certModeFiles, `Where the serving certificate comes from: "files" (--webhook-cert-dir, e.g. a Secret written by cert-manager) or "self-managed" (the webhook issues and renews it, keeping it in --cert-secret).`)
 	fs.StringVar(&cfg.certSecret, "cert-secret", "daemonset-guard-system/daemonset-guard-tls", "Self-managed mode: namespace/name of the Secret that holds the CA and the serving certificate.")
-	fs.StringVar(&cfg.webhookService, "webhook-service", "daemonset-guard-system/daemonset-guard", "Self-managed mode: namespace/name of the Service the API server calls; the certificate is issued for its DNS names.")
-	fs.StringVar(&cfg.webhookConfiguration, "webhook-configuration", "daemonset-guard", "Self-managed mode: name of the mutating and validating webhook configurations whose caBundle the webhook keeps current.")
+	fs.StringVar(&cfg.webhookService, "webhook-service", "daemonset-guard-system/daemonset-guard", "namespace/name of the Service the API server calls: the registered webhooks point at it, and self-managed certificates are issued for its DNS names.")
+	fs.StringVar(&cfg.webhookConfiguration, "webhook-configuration", "daemonset-guard", "With --register-webhooks: name of the mutating and validating webhook configurations to fill in.")
+	fs.BoolVar(&cfg.registerWebhooks, "register-webhooks", false, "Once this replica is ready, write the webhooks (rules, --webhook-service, CA bundle) into the two webhook configurations, which the manifests ship empty, and keep them there. Until then nothing is intercepted, so a webhook that never starts cannot block DaemonSet writes.")
 	cfg.zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return config{}, err

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/daemonset-guard/daemonset-guard/certs"
 	"github.com/daemonset-guard/daemonset-guard/webhook"
+	"github.com/daemonset-guard/daemonset-guard/webhook/registration"
 )
 
 // run serves the webhooks until ctx is done.
@@ -95,10 +97,53 @@ func run(ctx context.Context, cfg config) error {
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return fmt.Errorf("adding the health check: %w", err)
 	}
-	if err := webhook.Setup(ctx, mgr, webhook.Options{PolicyFile: cfg.policyFile, Log: ctrl.Log.WithName("webhook")}); err != nil {
+	ready, err := webhook.Setup(ctx, mgr, webhook.Options{PolicyFile: cfg.policyFile, Log: ctrl.Log.WithName("webhook")})
+	if err != nil {
 		return err
 	}
+	if cfg.registerWebhooks {
+		registrar, err := newRegistrar(restConfig, cfg, selfManaged, func() error { return errors.Join(ready(), validCert()) })
+		if err != nil {
+			return err
+		}
+		if err := mgr.Add(registrar); err != nil {
+			return fmt.Errorf("adding the webhook registration: %w", err)
+		}
+	}
 	return mgr.Start(ctx)
+}
+
+// newRegistrar registers the webhooks once this replica is ready. The CA
+// comes from the self-managed certificates, or else from the ca.crt that
+// cert-manager writes beside the serving pair; cert-manager's cainjector then
+// keeps the caBundle current, so an existing one is left alone.
+func newRegistrar(restConfig *rest.Config, cfg config, selfManaged *certs.SelfManaged, ready func() error) (*registration.Registrar, error) {
+	client, err := kubernetes.NewForConfig(restConfig)
+	if err != nil {
+		return nil, fmt.Errorf("creating the API client: %w", err)
+	}
+	serviceNS, serviceName, _ := strings.Cut(cfg.webhookService, "/")
+	r := &registration.Registrar{
+		Client:  client,
+		Name:    cfg.webhookConfiguration,
+		Service: types.NamespacedName{Namespace: serviceNS, Name: serviceName},
+		Ready:   ready,
+		Log:     ctrl.Log.WithName("registration"),
+	}
+	if selfManaged != nil {
+		r.CABundle = selfManaged.CABundle
+	} else {
+		caFile := filepath.Join(cfg.webhookCertDir, "ca.crt")
+		r.KeepCABundle = true
+		r.CABundle = func() ([]byte, error) {
+			b, err := os.ReadFile(caFile)
+			if err != nil {
+				return nil, fmt.Errorf("the API server must trust the CA that signed the serving certificate, and %s (which cert-manager writes) cannot be read: %w", caFile, err)
+			}
+			return b, nil
+		}
+	}
+	return r, nil
 }
 
 // servingTLS serves TLS 1.2 or newer with the watcher's current certificate,
@@ -138,12 +183,11 @@ func newSelfManaged(restConfig *rest.Config, cfg config) (*certs.SelfManaged, er
 	secretNS, secretName, _ := strings.Cut(cfg.certSecret, "/")
 	serviceNS, serviceName, _ := strings.Cut(cfg.webhookService, "/")
 	return &certs.SelfManaged{
-		Client:               client,
-		Secret:               types.NamespacedName{Namespace: secretNS, Name: secretName},
-		DNSNames:             []string{serviceName + "." + serviceNS + ".svc", serviceName + "." + serviceNS + ".svc.cluster.local"},
-		WebhookConfiguration: cfg.webhookConfiguration,
-		Dir:                  cfg.webhookCertDir,
-		Log:                  ctrl.Log.WithName("certs"),
+		Client:   client,
+		Secret:   types.NamespacedName{Namespace: secretNS, Name: secretName},
+		DNSNames: []string{serviceName + "." + serviceNS + ".svc", serviceName + "." + serviceNS + ".svc.cluster.local"},
+		Dir:      cfg.webhookCertDir,
+		Log:      ctrl.Log.WithName("certs"),
 	}, nil
 }
 

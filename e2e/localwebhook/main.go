@@ -1,6 +1,6 @@
 // Command localwebhook prepares a webhook that runs on the host for a local
 // cluster whose API server also runs on the host: it makes the serving
-// certificate, and registers manifests/base/webhooks.yaml with each service
+// certificate, and registers manifests/webhooks.yaml with each service
 // reference turned into a URL and the CA as caBundle, so the local cluster
 // runs the webhook configuration that ships, not a copy.
 //
@@ -51,7 +51,7 @@ func run(args []string) error {
 		return writeCerts(*dir)
 	case "register":
 		kubeconfig := fs.String("kubeconfig", "", "kubeconfig of the cluster")
-		manifest := fs.String("manifest", "manifests/base/webhooks.yaml", "webhook configurations to register")
+		manifest := fs.String("manifest", "manifests/webhooks.yaml", "webhook configurations to register")
 		url := fs.String("url", "", "base URL of the webhook server, e.g. https://127.0.0.1:19443")
 		caFile := fs.String("ca", "", "CA certificate the API server must trust")
 		if err := fs.Parse(args[1:]); err != nil {

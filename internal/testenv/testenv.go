@@ -20,7 +20,7 @@ func Start(t *testing.T, webhookHost string) (*rest.Config, envtest.WebhookInsta
 	t.Helper()
 	env := StartEnvironment(t, &envtest.Environment{
 		WebhookInstallOptions: envtest.WebhookInstallOptions{
-			Paths:                        []string{filepath.Join(RepoRoot(), "manifests", "base", "webhooks.yaml")},
+			Paths:                        []string{filepath.Join(RepoRoot(), "manifests", "webhooks.yaml")},
 			LocalServingHostExternalName: webhookHost,
 		},
 	})

@@ -49,7 +49,7 @@ func StartWebhook(t *testing.T, policyFile string) *Webhook {
 	clientCfg.WarningHandler = w
 	wh := &Webhook{
 		Client: kubernetes.NewForConfigOrDie(clientCfg), Warnings: w, Config: cfg,
-		t: t, wio: wio, policyFile: policyFile, probe: freeAddress(t),
+		t: t, wio: wio, policyFile: policyFile, probe: fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
 	}
 	wh.Start()
 	t.Cleanup(wh.Stop)
@@ -71,7 +71,7 @@ func (wh *Webhook) Start() {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := webhook.Setup(ctx, mgr, webhook.Options{PolicyFile: wh.policyFile, Log: testr.New(t), Registerer: prometheus.NewRegistry()}); err != nil {
+	if _, err := webhook.Setup(ctx, mgr, webhook.Options{PolicyFile: wh.policyFile, Log: testr.New(t), Registerer: prometheus.NewRegistry()}); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error)
@@ -114,12 +114,13 @@ func (wh *Webhook) ready() error {
 	return nil
 }
 
-func freeAddress(t *testing.T) string {
+// FreePort returns a port on 127.0.0.1 that nothing listens on now.
+func FreePort(t *testing.T) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	return l.Addr().String()
+	return l.Addr().(*net.TCPAddr).Port
 }

@@ -1,0 +1,318 @@
+package manifests_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	sigsyaml "sigs.k8s.io/yaml"
+
+	"github.com/daemonset-guard/daemonset-guard/internal/fixture"
+	"github.com/daemonset-guard/daemonset-guard/internal/testenv"
+	"github.com/daemonset-guard/daemonset-guard/internal/warnings"
+)
+
+const systemNamespace = "daemonset-guard-system"
+
+// installCluster is a fresh control plane with a kubectl that administers it
+// and a client that records the API server's warnings.
+type installCluster struct {
+	env        *envtest.Environment
+	kubectl    func(stdin string, args ...string) (string, error)
+	kubeconfig string
+	client     kubernetes.Interface
+	warnings   *warnings.Recorder
+}
+
+// newInstallCluster starts a control plane that reaches Services through
+// their EndpointSlices, as the webhook on the host needs.
+func newInstallCluster(t *testing.T) *installCluster {
+	t.Helper()
+	env := &envtest.Environment{}
+	env.ControlPlane.GetAPIServer().Configure().Set("enable-aggregator-routing", "true")
+	testenv.StartEnvironment(t, env)
+	w := &warnings.Recorder{}
+	cfg := rest.CopyConfig(env.Config)
+	cfg.WarningHandler = w
+	kubectl, kubeconfig := adminKubectl(t, env)
+	return &installCluster{env: env, kubectl: kubectl, kubeconfig: kubeconfig, client: kubernetes.NewForConfigOrDie(cfg), warnings: w}
+}
+
+// createDaemonSet creates a log collector in namespace apps.
+func (c *installCluster) createDaemonSet(t *testing.T, name string, dryRun bool) error {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := c.client.CoreV1().Namespaces().Get(ctx, "apps", metav1.GetOptions{}); err != nil {
+		if _, err := c.client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "apps"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ds := fixture.Written(name)
+	ds.Namespace = "apps"
+	opts := metav1.CreateOptions{}
+	if dryRun {
+		opts.DryRun = []string{metav1.DryRunAll}
+	}
+	_, err := c.client.AppsV1().DaemonSets("apps").Create(ctx, ds, opts)
+	return err
+}
+
+// webhooksRegistered returns how many webhooks the two configurations hold.
+func (c *installCluster) webhooksRegistered(t *testing.T) (mutating, validating int) {
+	t.Helper()
+	ctx := context.Background()
+	m, err := c.client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, "daemonset-guard", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := c.client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, "daemonset-guard", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(m.Webhooks), len(v.Webhooks)
+}
+
+// TestTheCertManagerOverlayWithoutCertManagerBlocksNothing applies the
+// cert-manager overlay to a cluster that has no cert-manager, as a new user
+// might: kubectl fails on the cert-manager kinds after creating the rest, and
+// DaemonSet writes must still work, since the configurations it created
+// hold no webhook.
+func TestTheCertManagerOverlayWithoutCertManagerBlocksNothing(t *testing.T) {
+	c := newInstallCluster(t)
+	g := NewWithT(t)
+
+	deploy := exec.Command("make", "--no-print-directory", "-C", testenv.RepoRoot(), "deploy", "KUBECONFIG="+c.kubeconfig)
+	deployOut, err := deploy.CombinedOutput()
+	g.Expect(err).To(HaveOccurred(), "make deploy refuses the cert-manager overlay without cert-manager:\n%s", deployOut)
+	g.Expect(string(deployOut)).To(ContainSubstring("this cluster has no cert-manager"))
+	g.Expect(string(deployOut)).To(ContainSubstring("Install cert-manager v1.19.0 or later first"))
+	_, err = c.client.CoreV1().Namespaces().Get(context.Background(), systemNamespace, metav1.GetOptions{})
+	g.Expect(err).To(HaveOccurred(), "make deploy created nothing")
+
+	out, err := c.kubectl("", "apply", "-k", filepath.Join(testenv.RepoRoot(), "manifests", "overlays", "cert-manager"))
+	g.Expect(err).To(HaveOccurred(), "kubectl apply without cert-manager's CRDs fails:\n%s", out)
+	g.Expect(out).To(ContainSubstring(`no matches for kind "Certificate" in version "cert-manager.io/v1"`))
+	g.Expect(out).To(ContainSubstring("validatingwebhookconfiguration.admissionregistration.k8s.io/daemonset-guard created"), "the rest of the overlay was created")
+	mutating, validating := c.webhooksRegistered(t)
+	g.Expect(mutating+validating).To(BeZero(), "no webhook is registered before a replica is ready")
+	g.Expect(c.createDaemonSet(t, "fluentd", false)).To(Succeed(), "DaemonSet writes are not blocked")
+}
+
+// TestTheSelfManagedOverlayRegistersItsWebhookOnceItRuns applies the
+// self-managed overlay as shipped, then runs the webhook on this host as the
+// Deployment's container runs it (its args, its ServiceAccount's RBAC, its
+// policy ConfigMap; only ports and paths moved to the host), with the
+// Service's EndpointSlice pointing here: the webhook issues its certificate,
+// registers its webhooks, and the API server calls it through the Service
+// for the next DaemonSet; stopped, it leaves the validating webhook failing
+// closed, as designed.
+func TestTheSelfManagedOverlayRegistersItsWebhookOnceItRuns(t *testing.T) {
+	c := newInstallCluster(t)
+	g := NewWithT(t)
+	ctx := context.Background()
+	overlay := filepath.Join(testenv.RepoRoot(), "manifests", "overlays", "self-managed")
+	out, err := c.kubectl("", "apply", "-k", overlay)
+	g.Expect(err).NotTo(HaveOccurred(), "kubectl apply -k:\n%s", out)
+	mutating, validating := c.webhooksRegistered(t)
+	g.Expect(mutating+validating).To(BeZero(), "nothing is registered before the webhook runs")
+	g.Expect(c.createDaemonSet(t, "before", false)).To(Succeed())
+
+	rendered, err := c.kubectl("", "kustomize", overlay)
+	g.Expect(err).NotTo(HaveOccurred())
+	deployment, policyFile := deploymentAndPolicy(t, rendered)
+	port := testenv.FreePort(t)
+	routeServiceHere(t, c.client, port)
+	stop := runLikeTheDeployment(t, deployment, policyFile, port, serviceAccountKubeconfig(t, c))
+
+	g.Eventually(func() [2]int {
+		m, v := c.webhooksRegistered(t)
+		return [2]int{m, v}
+	}, 30*time.Second, 250*time.Millisecond).Should(Equal([2]int{1, 1}), "the webhook registers both webhooks once ready")
+	v, err := c.client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, "daemonset-guard", metav1.GetOptions{})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(v.Webhooks[0].ClientConfig.Service).To(HaveField("Name", "daemonset-guard"))
+	g.Expect(v.Webhooks[0].ClientConfig.CABundle).NotTo(BeEmpty())
+	g.Expect(*v.Webhooks[0].FailurePolicy).To(BeEquivalentTo("Fail"))
+
+	g.Eventually(func() error {
+		c.warnings.Take()
+		if err := c.createDaemonSet(t, "after", true); err != nil {
+			return err
+		}
+		if w := c.warnings.Take(); !strings.Contains(strings.Join(w, "\n"), "[targets-nodes]") {
+			return fmt.Errorf("no warning of the webhook's: %q", w)
+		}
+		return nil
+	}, 30*time.Second, 250*time.Millisecond).Should(Succeed(), "the API server calls the webhook through the Service, trusting the registered CA")
+
+	stop()
+	g.Expect(c.createDaemonSet(t, "down", true)).To(MatchError(ContainSubstring(`failed calling webhook "validate.daemonset-guard.io"`)),
+		"once registered, the validating webhook fails closed")
+}
+
+// deploymentAndPolicy finds the Deployment in rendered manifests and writes
+// the policy of its ConfigMap to a file.
+func deploymentAndPolicy(t *testing.T, rendered string) (*appsv1.Deployment, string) {
+	t.Helper()
+	var deployment *appsv1.Deployment
+	policyFile := ""
+	reader := yaml.NewYAMLReader(bufio.NewReader(strings.NewReader(rendered)))
+	for {
+		doc, err := reader.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var meta metav1.TypeMeta
+		if err := sigsyaml.Unmarshal(doc, &meta); err != nil {
+			t.Fatal(err)
+		}
+		switch meta.Kind {
+		case "Deployment":
+			deployment = &appsv1.Deployment{}
+			if err := sigsyaml.Unmarshal(doc, deployment); err != nil {
+				t.Fatal(err)
+			}
+		case "ConfigMap":
+			cm := &corev1.ConfigMap{}
+			if err := sigsyaml.Unmarshal(doc, cm); err != nil {
+				t.Fatal(err)
+			}
+			if cm.Name == "daemonset-guard-policy" {
+				policyFile = filepath.Join(t.TempDir(), "policy.yaml")
+				if err := os.WriteFile(policyFile, []byte(cm.Data["policy.yaml"]), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	if deployment == nil || policyFile == "" {
+		t.Fatal("the overlay renders no Deployment or no policy ConfigMap")
+	}
+	return deployment, policyFile
+}
+
+// runLikeTheDeployment runs daemonset-guard with the Deployment's args, with
+// the ports, certificate directory and policy file moved to this host, and
+// returns a function that stops it.
+func runLikeTheDeployment(t *testing.T, deployment *appsv1.Deployment, policyFile string, port int, kubeconfig string) (stop func()) {
+	t.Helper()
+	binary := filepath.Join(t.TempDir(), "daemonset-guard")
+	if out, err := exec.Command("go", "build", "-o", binary, filepath.Join(testenv.RepoRoot(), "cmd", "daemonset-guard")).CombinedOutput(); err != nil {
+		t.Fatalf("building daemonset-guard: %v\n%s", err, out)
+	}
+	onHost := map[string]string{
+		"--webhook-port":              fmt.Sprint(port),
+		"--webhook-cert-dir":          t.TempDir(),
+		"--policy-file":               policyFile,
+		"--health-probe-bind-address": fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
+		"--metrics-bind-address":      "0",
+	}
+	var args []string
+	for _, arg := range deployment.Spec.Template.Spec.Containers[0].Args {
+		name, _, _ := strings.Cut(arg, "=")
+		if v, ok := onHost[name]; ok {
+			arg = name + "=" + v
+		}
+		args = append(args, arg)
+	}
+	args = append(args, "--kubeconfig="+kubeconfig)
+	var logs bytes.Buffer
+	cmd := exec.Command(binary, args...)
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	stop = func() {
+		if !stopped {
+			stopped = true
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	}
+	t.Cleanup(func() {
+		stop()
+		if t.Failed() {
+			t.Logf("daemonset-guard %s\n%s", strings.Join(args, " "), logs.String())
+		}
+	})
+	return stop
+}
+
+// serviceAccountKubeconfig writes a kubeconfig that authenticates as the
+// webhook's ServiceAccount, so that the webhook has only the overlay's RBAC.
+func serviceAccountKubeconfig(t *testing.T, c *installCluster) string {
+	t.Helper()
+	token, err := c.client.CoreV1().ServiceAccounts(systemNamespace).CreateToken(context.Background(), "daemonset-guard",
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("requesting a token for the webhook's ServiceAccount: %v", err)
+	}
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["envtest"] = &clientcmdapi.Cluster{Server: c.env.Config.Host, CertificateAuthorityData: c.env.Config.CAData}
+	cfg.AuthInfos["daemonset-guard"] = &clientcmdapi.AuthInfo{Token: token.Status.Token}
+	cfg.Contexts["envtest"] = &clientcmdapi.Context{Cluster: "envtest", AuthInfo: "daemonset-guard"}
+	cfg.CurrentContext = "envtest"
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// routeServiceHere points the webhook Service at this host's port, as the
+// endpoints controller points it at ready pods in a cluster. EndpointSlices
+// may not hold loopback addresses, so it takes the host's own.
+func routeServiceHere(t *testing.T, client kubernetes.Interface, port int) {
+	t.Helper()
+	slice := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: "daemonset-guard-host", Namespace: systemNamespace, Labels: map[string]string{discoveryv1.LabelServiceName: "daemonset-guard"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{hostIP(t)}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("webhook"), Port: ptr.To(int32(port)), Protocol: ptr.To(corev1.ProtocolTCP)}},
+	}
+	if _, err := client.DiscoveryV1().EndpointSlices(systemNamespace).Create(context.Background(), slice, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func hostIP(t *testing.T) string {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if ipNet, ok := a.(*net.IPNet); ok && ipNet.IP.To4() != nil && !ipNet.IP.IsLoopback() && !ipNet.IP.IsLinkLocalUnicast() {
+			return ipNet.IP.String()
+		}
+	}
+	t.Fatal("this machine has no non-loopback IPv4 address, which the API server needs to reach the webhook through its Service")
+	return ""
+}
