@@ -11,25 +11,18 @@
 	for (i = 2; i < NF; i++) if ($(i + 1) == "ns/op") ns[name, k] = $i
 }
 
-function median(name,    i, j, m, v, tmp) {
-	m = runs[name]
-	for (i = 1; i <= m; i++) v[i] = ns[name, i] + 0
-	for (i = 2; i <= m; i++) for (j = i; j > 1 && v[j - 1] > v[j]; j--) { tmp = v[j]; v[j] = v[j - 1]; v[j - 1] = tmp }
-	return m % 2 ? v[(m + 1) / 2] : (v[m / 2] + v[m / 2 + 1]) / 2
-}
-
 END {
 	unique = "BenchmarkCoverage/nodes=10000/fleet=unique/by-class"
 	pooled = "BenchmarkCoverage/nodes=10000/fleet=pooled/by-class"
 	if (!(unique in runs) || !(pooled in runs)) { print "no coverage benchmarks in the output" > "/dev/stderr"; exit 1 }
 	printf "| Placement question, 10,000 nodes, every node with unique labels vs a pooled fleet | %.1f µs | %.1f µs | %.2fx |\n",
-		median(unique) / 1000, median(pooled) / 1000, median(unique) / median(pooled) >> rows
+		median(ns, unique) / 1000, median(ns, pooled) / 1000, median(ns, unique) / median(ns, pooled) >> rows
 	for (listed = 1; listed <= 2; listed++) {
 		what = listed == 1 ? "zones" : "hostnames"
 		on = "BenchmarkLargeAffinity/terms=10000/" what "/node-rules=on"
 		off = "BenchmarkLargeAffinity/terms=10000/" what "/node-rules=off"
 		if (!(on in runs) || !(off in runs)) { print "no large-affinity benchmarks in the output" > "/dev/stderr"; exit 1 }
 		printf "| Validate, 10,000 required terms listing %s, 5,000 nodes, node rules on vs off (%s) | %.1f ms | %.1f ms | %+.1f ms |\n",
-			what, (what == "zones" ? "evaluated" : "refused before the work"), median(on) / 1e6, median(off) / 1e6, (median(on) - median(off)) / 1e6 >> rows
+			what, (what == "zones" ? "evaluated" : "refused before the work"), median(ns, on) / 1e6, median(ns, off) / 1e6, (median(ns, on) - median(ns, off)) / 1e6 >> rows
 	}
 }

@@ -17,14 +17,6 @@
 	}
 }
 
-# median returns the median of the name's runs of one measurement.
-function median(values, name,    i, j, m, v, tmp) {
-	m = runs[name]
-	for (i = 1; i <= m; i++) v[i] = values[name, i] + 0
-	for (i = 2; i <= m; i++) for (j = i; j > 1 && v[j - 1] > v[j]; j--) { tmp = v[j]; v[j] = v[j - 1]; v[j - 1] = tmp }
-	return m % 2 ? v[(m + 1) / 2] : (v[m / 2] + v[m / 2 + 1]) / 2
-}
-
 END {
 	validate = "baseline=decode-only-validator"
 	mutate = "baseline=naive-mutator"

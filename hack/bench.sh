@@ -23,14 +23,14 @@ mkdir -p "$bin"
 
 log "handler benchmarks (5 runs, interleaved with their baselines)"
 go -C "$root" test -run '^$' -bench 'BenchmarkHandlers' -benchmem -count 5 ./webhook/ | tee "$bin/bench.txt"
-awk -v rows="$rows" -f "$root/hack/bench-ratios.awk" "$bin/bench.txt"
+awk -v rows="$rows" -f "$root/hack/bench-median.awk" -f "$root/hack/bench-ratios.awk" "$bin/bench.txt"
 
 log "placement cost cases (5 runs): unique-label fleet, 10,000 required terms"
 {
 	go -C "$root" test -run '^$' -bench 'BenchmarkCoverage/nodes=10000/fleet=.*/by-class' -count 5 ./webhook/inventory/
 	go -C "$root" test -run '^$' -bench 'BenchmarkLargeAffinity' -count 5 ./webhook/
 } | tee "$bin/bench-placement.txt"
-awk -v rows="$rows" -f "$root/hack/bench-placement.awk" "$bin/bench-placement.txt"
+awk -v rows="$rows" -f "$root/hack/bench-median.awk" -f "$root/hack/bench-placement.awk" "$bin/bench-placement.txt"
 
 # signal_control_plane sends a signal to every process of the local cluster
 # but the webhook (kwokctl keeps their pids).

@@ -12,6 +12,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/daemonset-guard/daemonset-guard/internal/fixture"
+	"github.com/daemonset-guard/daemonset-guard/internal/generate/placement"
 	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
 	"github.com/daemonset-guard/daemonset-guard/webhook/rules"
 )
@@ -27,21 +28,11 @@ var (
 	someShares = []intstr.IntOrString{intstr.FromInt32(1), intstr.FromInt32(3), intstr.FromString("10%"), intstr.FromString("25%"), intstr.FromString("100%")}
 )
 
-func pick[T any](rng *rand.Rand, from []T) []T {
-	var out []T
-	for _, v := range from {
-		if rng.IntN(3) == 0 {
-			out = append(out, v)
-		}
-	}
-	return out
-}
-
 // Policy returns the default policy with some default tolerations and rollout
 // defaults.
 func Policy(rng *rand.Rand) *policy.Policy {
 	p := policy.Default()
-	p.Mutation.Tolerations = pick(rng, someTolerations[:3])
+	p.Mutation.Tolerations = placement.Pick(rng, someTolerations[:3])
 	if rng.IntN(2) == 0 {
 		p.Mutation.RollingUpdate.MaxUnavailable = ptr.To(someShares[rng.IntN(len(someShares))])
 	}
@@ -55,7 +46,7 @@ func Policy(rng *rand.Rand) *policy.Policy {
 // a strategy or not, a nodeSelector or not, annotations that change the rules.
 func DaemonSet(rng *rand.Rand, i int) *appsv1.DaemonSet {
 	ds := fixture.Written(fmt.Sprintf("ds-%d", i))
-	ds.Spec.Template.Spec.Tolerations = pick(rng, someTolerations)
+	ds.Spec.Template.Spec.Tolerations = placement.Pick(rng, someTolerations)
 	switch rng.IntN(4) {
 	case 0:
 		ds.Spec.UpdateStrategy.Type = appsv1.OnDeleteDaemonSetStrategyType

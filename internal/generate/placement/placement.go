@@ -127,7 +127,7 @@ func Spec(rng *rand.Rand, nodes []*corev1.Node, opts Options) corev1.PodSpec {
 		// Preferred terms never decide placement.
 		spec.Affinity.NodeAffinity.PreferredDuringSchedulingIgnoredDuringExecution = []corev1.PreferredSchedulingTerm{{Weight: 10, Preference: term(rng, nodes, Options{})}}
 	}
-	spec.Tolerations = pick(rng, placementTolerations)
+	spec.Tolerations = Pick(rng, placementTolerations)
 	if rng.IntN(15) == 0 {
 		spec.Tolerations = append(spec.Tolerations, tolerateEverything)
 	}
@@ -211,8 +211,8 @@ func nodeName(rng *rand.Rand, nodes []*corev1.Node) string {
 
 func oneOf[T any](rng *rand.Rand, from []T) T { return from[rng.IntN(len(from))] }
 
-// pick returns each of from with probability one third.
-func pick[T any](rng *rand.Rand, from []T) []T {
+// Pick returns each of from with probability one third, in order.
+func Pick[T any](rng *rand.Rand, from []T) []T {
 	var out []T
 	for _, v := range from {
 		if rng.IntN(3) == 0 {
