@@ -91,11 +91,7 @@ func runAudit(args []string, stdout, stderr io.Writer) int {
 	} else {
 		writeAudit(stdout, report, colours(isTerminal(stdout)))
 	}
-	results := make([]offline.Result, len(report.Results))
-	for i, r := range report.Results {
-		results[i] = r.Result
-	}
-	return exitCode(results)
+	return exitCode(report.Results, func(r AuditResult) offline.Result { return r.Result })
 }
 
 func audit(ctx context.Context, client kubernetes.Interface, namespace string, pol *policy.Policy) (*AuditReport, error) {

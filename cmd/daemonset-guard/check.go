@@ -33,12 +33,13 @@ const (
 	exitUnevaluated = 3
 )
 
-// exitCode sums up results: a denial is certain whatever else failed, so it
-// comes first; then anything that could not be evaluated.
-func exitCode(results []offline.Result) int {
+// exitCode sums up the results of check or audit: a denial is certain
+// whatever else failed, so it comes first; then anything that could not be
+// evaluated.
+func exitCode[R any](results []R, result func(R) offline.Result) int {
 	code := exitAdmitted
-	for _, r := range results {
-		switch {
+	for _, each := range results {
+		switch r := result(each); {
 		case r.Verdict == offline.Denied:
 			return exitDenied
 		case r.Verdict == offline.Failed || len(r.RuleErrors) > 0:
@@ -148,11 +149,7 @@ func runCheck(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err := writeCheckReport(stdout, report, *output, isTerminal(stdout)); err != nil {
 		return fail(err)
 	}
-	results := make([]offline.Result, len(report.Results))
-	for i, r := range report.Results {
-		results[i] = r.Result
-	}
-	return exitCode(results)
+	return exitCode(report.Results, func(r CheckResult) offline.Result { return r.Result })
 }
 
 func decodeDaemonSet(doc document) (*appsv1.DaemonSet, error) {

@@ -88,16 +88,17 @@ func (inv *Inventory) Coverage(spec *corev1.PodSpec) (Coverage, error) {
 	p := newPlacement(spec)
 	var cov Coverage
 	excluded := map[string]int{}
-	err := inv.eachGroup([]*placement{p}, func(node *corev1.Node, size int, _ func() []string) {
+	nodes, err := inv.eachGroup([]*placement{p}, func(node *corev1.Node, size int, _ func() []string) {
 		if reason := p.exclusion(node); reason != "" {
 			excluded[reason] += size
 		} else {
 			cov.Eligible += size
 		}
-	}, &cov.Nodes)
+	})
 	if err != nil {
 		return Coverage{}, err
 	}
+	cov.Nodes = nodes
 	for reason, count := range excluded {
 		cov.Exclusions = append(cov.Exclusions, Exclusion{Reason: reason, Nodes: count})
 	}
@@ -116,11 +117,11 @@ func (inv *Inventory) Lost(oldSpec, newSpec *corev1.PodSpec) ([]string, error) {
 	}
 	oldPod, newPod := newPlacement(oldSpec), newPlacement(newSpec)
 	var lost []string
-	err := inv.eachGroup([]*placement{oldPod, newPod}, func(node *corev1.Node, _ int, members func() []string) {
+	_, err := inv.eachGroup([]*placement{oldPod, newPod}, func(node *corev1.Node, _ int, members func() []string) {
 		if oldPod.fits(node) && !newPod.fits(node) {
 			lost = append(lost, members()...)
 		}
-	}, new(int))
+	})
 	slices.Sort(lost)
 	return lost, err
 }
@@ -128,14 +129,14 @@ func (inv *Inventory) Lost(oldSpec, newSpec *corev1.PodSpec) ([]string, error) {
 // eachGroup calls visit once for each group of nodes that the placements
 // cannot tell apart, with a node that stands for the group, its size and a
 // function listing its members' names, after checking the work against
-// MaxWork. It sets *total to the number of nodes.
+// MaxWork. It returns the number of nodes.
 //
 // Nodes are alike to a template when they agree on the label keys it refers
 // to and on their taints, and, if it names nodes (spec.nodeName,
 // matchFields), when neither is one of the names it mentions: the nodes it
 // names are evaluated one by one, the others by the class of the grouping on
 // its keys, through a member that it does not name.
-func (inv *Inventory) eachGroup(ps []*placement, visit func(node *corev1.Node, size int, members func() []string), total *int) error {
+func (inv *Inventory) eachGroup(ps []*placement, visit func(node *corev1.Node, size int, members func() []string)) (nodes int, err error) {
 	var keys, names []string
 	perGroup, parsing := 0, 0
 	for _, p := range ps {
@@ -160,23 +161,25 @@ func (inv *Inventory) eachGroup(ps []*placement, visit func(node *corev1.Node, s
 	if len(keys) > maxGroupingKeys {
 		inv.mu.RLock()
 		defer inv.mu.RUnlock()
-		*total = len(inv.nodes)
 		if err := prepare(len(inv.nodes)); err != nil {
-			return err
+			return 0, err
 		}
 		for name, n := range inv.nodes {
 			visit(n, 1, func() []string { return []string{name} })
 		}
-		return nil
+		return len(inv.nodes), nil
 	}
-	return inv.withGrouping(keys, func(g *grouping) error {
-		*total = len(inv.nodes)
+	err = inv.withGrouping(keys, func(g *grouping) error {
+		nodes = len(inv.nodes)
 		// The named nodes that exist, and how many of each class's members
-		// they are.
-		named := map[string]bool{}
-		namedIn := map[*class]int{}
+		// they are; nil maps for the templates that name none.
+		var named map[string]bool
+		var namedIn map[*class]int
 		for _, name := range names {
 			if n := inv.nodes[name]; n != nil && !named[name] {
+				if named == nil {
+					named, namedIn = map[string]bool{}, map[*class]int{}
+				}
 				named[name] = true
 				namedIn[g.classes[g.classKey(n)]]++
 			}
@@ -217,6 +220,7 @@ func (inv *Inventory) eachGroup(ps []*placement, visit func(node *corev1.Node, s
 		}
 		return nil
 	})
+	return nodes, err
 }
 
 // SamePlacement reports whether two pod specs have equal placement inputs,
@@ -308,6 +312,8 @@ func (p *placement) parse() {
 		term := ns.NodeSelectorTerms[0]
 		alone := func(t corev1.NodeSelectorTerm, reason string) requirement {
 			m := nodeaffinity.NewLazyErrorNodeSelector(&corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{t}})
+			// Match returns the parse error, if any, whenever no term
+			// matches; a requirement that does not parse matches nothing.
 			if _, err := m.Match(&corev1.Node{}); err != nil {
 				reason += fmt.Sprintf(" (invalid, so it matches no node: %v)", err)
 			}

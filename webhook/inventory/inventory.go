@@ -8,7 +8,8 @@
 // keys that templates refer to, into classes of equal values of those keys and
 // equal taints: a question costs one evaluation per class, however many nodes
 // share it and however many other labels (instance ids, hostnames) tell them
-// apart. Templates that name nodes are evaluated node by node.
+// apart. The nodes a template names are evaluated one by one, the others by
+// class.
 package inventory
 
 import (
@@ -147,7 +148,13 @@ func samePlacementInputs(a, b *corev1.Node) bool {
 // withGrouping calls f with the grouping on keys (sorted, distinct), building
 // it if needed, while holding a lock that keeps it from changing.
 func (inv *Inventory) withGrouping(keys []string, f func(*grouping) error) error {
-	id := strings.Join(keys, "\n") // label keys cannot hold a newline
+	// Length-prefixed, as class keys are: check reads label keys from files
+	// that no API server validated.
+	var b strings.Builder
+	for _, k := range keys {
+		writePart(&b, k)
+	}
+	id := b.String()
 	inv.mu.RLock()
 	if g := inv.groupings[id]; g != nil {
 		g.lastUsed.Store(inv.clock.Add(1))

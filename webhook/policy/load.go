@@ -131,15 +131,13 @@ func (p *Policy) Validate() field.ErrorList {
 
 	rules := field.NewPath("rules")
 	for _, name := range ValidationRules {
-		errs = append(errs, validateAction(rules.Child(name, "action"), p.Action(name), Deny, Warn, Off)...)
+		errs = append(errs, oneOf(rules.Child(name, "action"), p.Action(name), Deny, Warn, Off)...)
 	}
 	for _, name := range MutationRules {
-		errs = append(errs, validateAction(rules.Child(name, "action"), p.Action(name), Apply, Off)...)
+		errs = append(errs, oneOf(rules.Child(name, "action"), p.Action(name), Apply, Off)...)
 	}
 	for _, name := range append(slices.Clone(ValidationRules), MutationRules...) {
-		if onError := p.rule(name).OnError; onError != OnErrorAllow && onError != OnErrorDeny {
-			errs = append(errs, field.NotSupported(rules.Child(name, "onError"), onError, []string{string(OnErrorAllow), string(OnErrorDeny)}))
-		}
+		errs = append(errs, oneOf(rules.Child(name, "onError"), p.rule(name).OnError, OnErrorAllow, OnErrorDeny)...)
 	}
 	errs = append(errs, validateShare(rules.Child(RolloutBudget, "maxUnavailable"), *p.Rules.RolloutBudget.MaxUnavailable)...)
 	if len(errs) == 0 {
@@ -216,15 +214,11 @@ func firstBudgetConflict(maxUnavailable, budget intstr.IntOrString) (int, bool) 
 	return 0, false
 }
 
-func validateAction(path *field.Path, a Action, allowed ...Action) field.ErrorList {
-	if slices.Contains(allowed, a) {
+func oneOf[T ~string](path *field.Path, v T, allowed ...T) field.ErrorList {
+	if slices.Contains(allowed, v) {
 		return nil
 	}
-	names := make([]string, len(allowed))
-	for i, x := range allowed {
-		names[i] = string(x)
-	}
-	return field.ErrorList{field.NotSupported(path, a, names)}
+	return field.ErrorList{field.NotSupported(path, v, allowed)}
 }
 
 // validateShare accepts a positive count or a percentage in (0%, 100%].

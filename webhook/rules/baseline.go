@@ -4,7 +4,6 @@ import (
 	"sync"
 
 	appsv1 "k8s.io/api/apps/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 
 	"github.com/daemonset-guard/daemonset-guard/webhook/inventory"
 )
@@ -33,11 +32,4 @@ func (in *Input) placementUnchanged() bool {
 	spec := &in.Object.Spec.Template.Spec
 	return inventory.SamePlacement(&in.OldObject.Spec.Template.Spec, spec) ||
 		inventory.SamePlacement(&in.baselineObject().Spec.Template.Spec, spec)
-}
-
-// strategyUnchanged is placementUnchanged for the update strategy.
-func (in *Input) strategyUnchanged() bool {
-	strategy := in.Object.Spec.UpdateStrategy
-	return equality.Semantic.DeepEqual(in.OldObject.Spec.UpdateStrategy, strategy) ||
-		equality.Semantic.DeepEqual(in.baselineObject().Spec.UpdateStrategy, strategy)
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 
 	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
@@ -92,7 +93,7 @@ func userChoices(in *Input) choices {
 		c = choices{maxUnavailable: maxUnavailable(w) != nil, minReadySeconds: w.Spec.MinReadySeconds != apiDefaultMinReadySeconds}
 	}
 	if old := in.OldObject; in.Operation == Update {
-		c.maxUnavailable = c.maxUnavailable || !equalIntOrString(maxUnavailable(old), maxUnavailable(ds))
+		c.maxUnavailable = c.maxUnavailable || !equality.Semantic.DeepEqual(maxUnavailable(old), maxUnavailable(ds))
 		c.minReadySeconds = c.minReadySeconds || old.Spec.MinReadySeconds != ds.Spec.MinReadySeconds
 	}
 	if raw, ok := ds.Annotations[lastAppliedAnnotation]; ok {
@@ -121,11 +122,4 @@ func userChoices(in *Input) choices {
 		c.minReadySeconds = c.minReadySeconds || owns(set, minReadySecondsPath)
 	}
 	return c
-}
-
-func equalIntOrString(a, b *intstr.IntOrString) bool {
-	if a == nil || b == nil {
-		return a == b
-	}
-	return *a == *b
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
@@ -45,8 +46,10 @@ func rolloutBudget(in *Input) ([]Finding, error) {
 			"lower maxUnavailable, or set maxSurge instead to start new pods before old ones stop", unavailable, targeted, limit.String(), allowed),
 	}
 	// Nodes come and go: only a change of the strategy or of placement may be
-	// refused for it, so an unchanged DaemonSet always stays updatable.
-	if in.Operation == Update && in.strategyUnchanged() && in.placementUnchanged() {
+	// refused for it, so an unchanged DaemonSet always stays updatable. (A
+	// strategy the policy injects is never over its budget at deny: the
+	// policy would not have loaded.)
+	if in.Operation == Update && equality.Semantic.DeepEqual(in.OldObject.Spec.UpdateStrategy, strategy) && in.placementUnchanged() {
 		f.Action = policy.Warn
 	}
 	return []Finding{f}, nil
