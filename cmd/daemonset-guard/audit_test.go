@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -93,4 +94,53 @@ func TestAuditSaysTheClusterCannotBeReached(t *testing.T) {
 	g.Expect(runAudit([]string{"--kubeconfig", kubeconfig}, &out, &errOut)).To(Equal(exitUsage))
 	g.Expect(errOut.String()).To(ContainSubstring("daemonset-guard audit: listing nodes:"))
 	g.Expect(out.String()).To(BeEmpty())
+}
+
+// TestAuditReportsADaemonSetThatCannotBeEvaluatedAndJudgesTheOthers audits a
+// cluster where one DaemonSet lists thousands of nodes by hostname, too much
+// placement work to start: that DaemonSet is reported with its rule errors
+// and a health problem, the other is judged as usual, and audit exits 3.
+func TestAuditReportsADaemonSetThatCannotBeEvaluatedAndJudgesTheOthers(t *testing.T) {
+	g := NewWithT(t)
+	env := testenv.StartEnvironment(t, &envtest.Environment{})
+	user, err := env.AddUser(envtest.User{Name: "auditor", Groups: []string{"system:masters"}}, nil)
+	g.Expect(err).NotTo(HaveOccurred())
+	kubeconfigData, err := user.KubeConfig()
+	g.Expect(err).NotTo(HaveOccurred())
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	g.Expect(os.WriteFile(kubeconfig, kubeconfigData, 0o600)).To(Succeed())
+	client := kubernetes.NewForConfigOrDie(env.Config)
+	ctx := context.Background()
+	// Each node its own hostname: a template that lists hostnames sees a
+	// class per node.
+	testenv.CreateReadyNodes(t, client, fixture.Cluster(200, 4)...)
+	_, err = client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "logging"}}, metav1.CreateOptions{})
+	g.Expect(err).NotTo(HaveOccurred())
+	for _, ds := range []*appsv1.DaemonSet{
+		fixture.DaemonSet("fluentd"),
+		fixture.DaemonSet("pinned", func(ds *appsv1.DaemonSet) {
+			ds.Spec.Template.Spec.Affinity = fixture.RequiredTerms(4000, corev1.LabelHostname, func(i int) string { return fmt.Sprintf("node-%05d", i) })
+		}),
+	} {
+		_, err := client.AppsV1().DaemonSets("logging").Create(ctx, ds, metav1.CreateOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+	}
+
+	var out, errOut bytes.Buffer
+	code := runAudit([]string{"--kubeconfig", kubeconfig, "-n", "logging", "-o", "json"}, &out, &errOut)
+	g.Expect(code).To(Equal(exitUnevaluated), "stderr: %s", errOut.String())
+	var report AuditReport
+	g.Expect(json.Unmarshal(out.Bytes(), &report)).To(Succeed())
+	byName := map[string]AuditResult{}
+	for _, r := range report.Results {
+		byName[r.Name] = r
+	}
+	g.Expect(byName).To(HaveLen(2))
+	pinned, fluentd := byName["pinned"], byName["fluentd"]
+	g.Expect(pinned.Verdict).To(Equal("admitted"), "the built-in policy's onError is allow")
+	g.Expect(pinned.RuleErrors).To(ContainElement(And(HaveField("Rule", "targets-nodes"), HaveField("Message", ContainSubstring("placement is too expensive to check")))))
+	g.Expect(pinned.Health.Problems).To(ContainElement(ContainSubstring("placement could not be predicted")))
+	g.Expect(fluentd.RuleErrors).To(BeEmpty())
+	g.Expect(fluentd.Coverage).NotTo(BeNil())
+	g.Expect(fluentd.Coverage.Eligible).To(Equal(200), "the other DaemonSet is judged as usual")
 }

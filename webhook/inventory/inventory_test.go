@@ -186,3 +186,13 @@ func TestInventoryIsNotSyncedUntilTheInformerListedEveryNode(t *testing.T) {
 		t.Errorf("synced with %d nodes, want the listed one", n)
 	}
 }
+
+// TestGroupingsOfKeysThatRunTogetherStayApart asks about a label key holding
+// a newline, which check may read from a file no API server validated, and
+// then about the two keys it would spell if joined by one: each question
+// gets its own grouping and its own answer.
+func TestGroupingsOfKeysThatRunTogetherStayApart(t *testing.T) {
+	inv := New(fixture.Node("n1", []string{"a", "1", "b", "1"}), fixture.Node("n2", []string{"a", "1", "b", "1"}))
+	assertEligible(t, inv, &corev1.PodSpec{NodeSelector: map[string]string{"a\nb": "1"}}, 0)
+	assertEligible(t, inv, &corev1.PodSpec{NodeSelector: map[string]string{"a": "1", "b": "1"}}, 2)
+}

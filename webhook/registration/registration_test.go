@@ -3,7 +3,9 @@ package registration_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/go-logr/logr"
 	. "github.com/onsi/gomega"
@@ -93,6 +95,30 @@ func TestRegistrarFillsInTheShippedConfigurations(t *testing.T) {
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(registrar(false, "self-managed-ca").Sync(ctx)).To(Succeed())
 		g.Expect(validating().Webhooks).To(HaveLen(1))
+	})
+
+	t.Run("registers nothing until the replica is ready, then registers", func(t *testing.T) {
+		g := NewWithT(t)
+		v := validating()
+		v.Webhooks = nil
+		_, err := api.ValidatingWebhookConfigurations().Update(ctx, v, metav1.UpdateOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+		var ready atomic.Bool
+		r := registrar(false, "ca")
+		r.Interval = 100 * time.Millisecond
+		r.Ready = func() error {
+			if !ready.Load() {
+				return errors.New("the node inventory has not synced yet")
+			}
+			return nil
+		}
+		runCtx, stop := context.WithCancel(ctx)
+		done := make(chan error)
+		go func() { done <- r.Start(runCtx) }()
+		defer func() { stop(); g.Expect(<-done).To(Succeed()) }()
+		g.Consistently(func() int { return len(validating().Webhooks) }, 1500*time.Millisecond, 100*time.Millisecond).Should(BeZero(), "not ready: nothing registered")
+		ready.Store(true)
+		g.Eventually(func() int { return len(validating().Webhooks) }, 10*time.Second, 100*time.Millisecond).Should(Equal(1), "ready: registered")
 	})
 
 	t.Run("does not register without a CA to trust", func(t *testing.T) {

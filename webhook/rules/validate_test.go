@@ -271,6 +271,18 @@ func TestValidate(t *testing.T) {
 			},
 		},
 		{
+			name: "never denies an object being deleted, even for a rule that cannot be evaluated and whose onError is deny",
+			old:  fixture.DaemonSet("fluentd"),
+			ds:   fixture.DaemonSet("fluentd", func(ds *appsv1.DaemonSet) { ds.DeletionTimestamp = &metav1.Time{}; ds.Finalizers = nil }),
+			policy: func(p *policy.Policy) {
+				p.Rules.TargetsNodes.OnError = policy.OnErrorDeny
+				p.Rules.RolloutBudget.Action = policy.Off
+			},
+			view:     panickingNodes{},
+			want:     []want{{"targets-nodes", "warn", "spec", "its onError is deny: panic: a bug"}},
+			wantErrs: []string{"rule targets-nodes: panic: a bug"},
+		},
+		{
 			name: "warns on create about a selector on a label that changes between releases",
 			ds: fixture.DaemonSet("fluentd", func(ds *appsv1.DaemonSet) {
 				ds.Spec.Selector.MatchLabels["helm.sh/chart"] = "fluentd-1.2.3"
@@ -430,11 +442,15 @@ func TestValidate(t *testing.T) {
 			want:   []want{{"rolling-update-defaults", "warn", "spec", "has applied this rule to this DaemonSet, but the object reached validation without its change"}},
 		},
 		{
+			// This request's own entry (changed since the stored object) owns
+			// the tolerations too, and is not "someone else".
 			name: "warns, naming the other field manager, when someone else owns the fields the mutation sets",
-			old:  fixture.DaemonSet("fluentd", withManagedFields(updateEntry("helm", `{"f:spec":{"f:template":{"f:spec":{"f:tolerations":{}}}}}`))),
+			old: fixture.DaemonSet("fluentd", withManagedFields(
+				updateEntry("helm", `{"f:spec":{"f:template":{"f:spec":{"f:tolerations":{}}}}}`),
+				updateEntry("kubectl-edit", `{"f:spec":{"f:template":{"f:spec":{"f:tolerations":{}}}}}`))),
 			ds: fixture.DaemonSet("fluentd", withImage("fluentd:v2"), withManagedFields(
 				updateEntry("helm", `{"f:spec":{"f:template":{"f:spec":{"f:tolerations":{}}}}}`),
-				updateEntry("kubectl-set", `{"f:spec":{"f:template":{"f:spec":{"f:containers":{}}}}}`))),
+				updateEntry("kubectl-edit", `{"f:spec":{"f:template":{"f:spec":{"f:containers":{},"f:tolerations":{}}}}}`))),
 			policy: func(p *policy.Policy) { p.Mutation.Tolerations = []corev1.Toleration{controlPlaneToleration} },
 			want:   []want{{"default-tolerations", "warn", "spec", "the fields it sets are owned by helm;"}},
 		},
