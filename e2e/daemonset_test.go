@@ -266,8 +266,8 @@ func TestMetadataUpdateRollsNothingAfterThePolicyChanged(t *testing.T) {
 	pods := c.pods(t, ds)
 
 	changePolicy(t, func(p map[string]any) {
-		mutation := p["mutation"].(map[string]any)
-		mutation["tolerations"] = append(mutation["tolerations"].([]any), map[string]any{"key": "e2e-policy-change", "operator": "Exists"})
+		injected := p["rules"].(map[string]any)["default-tolerations"].(map[string]any)
+		injected["tolerations"] = append(injected["tolerations"].([]any), map[string]any{"key": "e2e-policy-change", "operator": "Exists"})
 	})
 	g.Eventually(func() []corev1.Toleration {
 		probe := daemonSet(ns, "probe", "registry.k8s.io/pause:3.10")

@@ -212,13 +212,13 @@ func TestARuleThatPanicsIsAnsweredAsItsOnErrorSays(t *testing.T) {
 			g := NewWithT(t)
 			var logs []string
 			log := funcr.New(func(prefix, args string) { logs = append(logs, prefix+" "+args) }, funcr.Options{})
-			p, err := policy.Load("policy/testdata/example.yaml")
+			p, err := policy.Load("policy/testdata/example.yaml", rules.Builtin())
 			g.Expect(err).NotTo(HaveOccurred())
-			p.Rules.TargetsNodes.OnError = tt.onError
+			p.Rules[rules.TargetsNodes].OnError = tt.onError
 			reg := prometheus.NewRegistry()
-			metrics, err := NewMetrics(reg, inventory.New())
+			metrics, err := NewMetrics(reg, inventory.New(), rules.Builtin().Names())
 			g.Expect(err).NotTo(HaveOccurred())
-			mutator, validator := newHandlers(policy.NewStore(p), panicking{}, metrics, log)
+			mutator, validator := newHandlers(rules.Builtin(), policy.NewStore(p), panicking{}, metrics, log)
 			srv := httptest.NewUnstartedServer(routesMux(mutator, validator))
 			srv.StartTLS()
 			t.Cleanup(srv.Close)
@@ -234,9 +234,9 @@ func TestARuleThatPanicsIsAnsweredAsItsOnErrorSays(t *testing.T) {
 				g.Expect(a.message).To(ContainSubstring("[targets-nodes] the rule could not be evaluated, and its onError is deny: panic: a bug"))
 			}
 			g.Expect(a.warnings).To(ContainElement(ContainSubstring("[rollout-budget] spec: the rule could not be evaluated")), "rollout-budget keeps its own onError, allow")
-			g.Expect(testutil.ToFloat64(metrics.ruleErrors.WithLabelValues(policy.TargetsNodes))).To(BeEquivalentTo(1))
-			g.Expect(testutil.ToFloat64(metrics.ruleErrors.WithLabelValues(policy.RolloutBudget))).To(BeEquivalentTo(1))
-			g.Expect(testutil.ToFloat64(metrics.ruleErrors.WithLabelValues(policy.SelectorMatchesTemplate))).To(BeZero())
+			g.Expect(testutil.ToFloat64(metrics.ruleErrors.WithLabelValues(rules.TargetsNodes))).To(BeEquivalentTo(1))
+			g.Expect(testutil.ToFloat64(metrics.ruleErrors.WithLabelValues(rules.RolloutBudget))).To(BeEquivalentTo(1))
+			g.Expect(testutil.ToFloat64(metrics.ruleErrors.WithLabelValues(rules.SelectorMatchesTemplate))).To(BeZero())
 			g.Expect(logs).To(ContainElement(And(ContainSubstring("rule could not be evaluated"), ContainSubstring(`"rule"="targets-nodes"`),
 				ContainSubstring("705ab4f5-6393-11e8-b7cc-42010a800002"), ContainSubstring("stack"))))
 		})

@@ -64,12 +64,12 @@ func naiveMutator(scheme *runtime.Scheme) admission.HandlerFunc {
 // is what the API server sends them. `make bench` prints the ratios.
 func BenchmarkHandlers(b *testing.B) {
 	written := fixture.Realistic()
-	p, err := policy.Load("policy/testdata/example.yaml")
+	p, err := policy.Load("policy/testdata/example.yaml", rules.Builtin())
 	if err != nil {
 		b.Fatal(err)
 	}
 	mutated := written.DeepCopy()
-	rules.Mutate(&rules.Input{Operation: rules.Create, Object: mutated, Policy: p})
+	rules.Builtin().Mutate(&rules.Input{Operation: rules.Create, Object: mutated, Policy: p})
 	toMutate, toValidate := reviewBody("CREATE", written, nil, ""), reviewBody("CREATE", mutated, nil, "")
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
@@ -117,7 +117,7 @@ func serve(b *testing.B, h http.Handler, body, verdict string) {
 // hostnames make a class of each node and are refused before the work starts.
 func BenchmarkLargeAffinity(b *testing.B) {
 	inv := inventory.New(fixture.Cluster(5000, 20)...)
-	metrics, err := NewMetrics(prometheus.NewRegistry(), inv)
+	metrics, err := NewMetrics(prometheus.NewRegistry(), inv, rules.Builtin().Names())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -130,14 +130,14 @@ func BenchmarkLargeAffinity(b *testing.B) {
 		}))
 		body := reviewBody("CREATE", ds, nil, "")
 		for _, nodeRules := range []string{"on", "off"} {
-			p, err := policy.Load("policy/testdata/example.yaml")
+			p, err := policy.Load("policy/testdata/example.yaml", rules.Builtin())
 			if err != nil {
 				b.Fatal(err)
 			}
 			if nodeRules == "off" {
-				p.Rules.TargetsNodes.Action, p.Rules.RolloutBudget.Action = policy.Off, policy.Off
+				p.Rules[rules.TargetsNodes].Action, p.Rules[rules.RolloutBudget].Action = policy.Off, policy.Off
 			}
-			_, validator := newHandlers(policy.NewStore(p), inv, metrics, logr.Discard())
+			_, validator := newHandlers(rules.Builtin(), policy.NewStore(p), inv, metrics, logr.Discard())
 			h := routes(&Mutator{}, validator, DefaultRequestTimeout)[ValidatePath]
 			b.Run(fmt.Sprintf("terms=10000/%s/node-rules=%s", listed.name, nodeRules), func(b *testing.B) { serve(b, h, body, `"allowed":true`) })
 		}

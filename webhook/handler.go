@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/http"
@@ -35,6 +36,7 @@ var (
 // handler holds what both webhooks share: the policy in force, the nodes,
 // metrics and the logger.
 type handler struct {
+	rules   *rules.Catalog
 	policy  *policy.Store
 	nodes   rules.Nodes
 	metrics *Metrics
@@ -139,18 +141,26 @@ func (h *handler) ruleErrors(req admission.Request, errs []rules.RuleError) {
 	}
 }
 
-// record logs one line per decision and counts each finding. Object bodies
-// never reach the log.
-func (h *handler) record(req admission.Request, findings []rules.Finding, mutated []string, allowed bool) {
+// record logs one line per decision, counts it, and counts each finding.
+// Object bodies never reach the log.
+func (h *handler) record(webhook string, req admission.Request, findings []rules.Finding, mutated []string, allowed bool) {
 	fired := make([]string, 0, len(findings)+len(mutated))
 	for _, f := range findings {
-		fired = append(fired, f.Rule+"="+string(f.Action))
-		h.metrics.decisions.WithLabelValues(f.Rule, string(f.Action), string(req.Operation)).Inc()
+		fired = append(fired, cmp.Or(f.Rule, "daemonset-guard")+"="+string(f.Action))
+		h.metrics.findings.WithLabelValues(f.Rule, string(f.Action), string(req.Operation)).Inc()
 	}
 	for _, rule := range mutated {
 		fired = append(fired, rule+"="+string(policy.Apply))
-		h.metrics.decisions.WithLabelValues(rule, string(policy.Apply), string(req.Operation)).Inc()
+		h.metrics.findings.WithLabelValues(rule, string(policy.Apply), string(req.Operation)).Inc()
 	}
+	decision := "allowed"
+	switch {
+	case !allowed:
+		decision = "denied"
+	case len(mutated) > 0:
+		decision = "patched"
+	}
+	h.metrics.decisions.WithLabelValues(webhook, string(req.Operation), decision).Inc()
 	h.log.Info("decision", "uid", req.UID, "namespace", req.Namespace, "name", req.Name,
 		"operation", req.Operation, "dryRun", req.DryRun != nil && *req.DryRun, "allowed", allowed, "rules", fired)
 }

@@ -42,15 +42,15 @@ func newTestServer(t testing.TB, nodes ...*corev1.Node) *testServer {
 // targets-nodes denies) and the given node view.
 func testHandlers(t testing.TB, nodes rules.Nodes) (*Mutator, *Validator, *Metrics) {
 	t.Helper()
-	p, err := policy.Load("policy/testdata/example.yaml")
+	p, err := policy.Load("policy/testdata/example.yaml", rules.Builtin())
 	if err != nil {
 		t.Fatal(err)
 	}
-	metrics, err := NewMetrics(prometheus.NewRegistry(), inventory.New())
+	metrics, err := NewMetrics(prometheus.NewRegistry(), inventory.New(), rules.Builtin().Names())
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, v := newHandlers(policy.NewStore(p), nodes, metrics, logr.Discard())
+	m, v := newHandlers(rules.Builtin(), policy.NewStore(p), nodes, metrics, logr.Discard())
 	return m, v, metrics
 }
 
@@ -197,12 +197,12 @@ func mutatedFluentd() *appsv1.DaemonSet {
 // policy: what the API server sends the validating webhook.
 func mutated(t testing.TB, ds *appsv1.DaemonSet) *appsv1.DaemonSet {
 	t.Helper()
-	p, err := policy.Load("policy/testdata/example.yaml")
+	p, err := policy.Load("policy/testdata/example.yaml", rules.Builtin())
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := ds.DeepCopy()
-	rules.Mutate(&rules.Input{Operation: rules.Create, Object: out, Policy: p})
+	rules.Builtin().Mutate(&rules.Input{Operation: rules.Create, Object: out, Policy: p})
 	return out
 }
 
@@ -251,10 +251,14 @@ func TestValidatingHandler(t *testing.T) {
 			body: reviewBody("PATCH", fluentd, nil, ""), code: http.StatusBadRequest, message: `unknown operation "PATCH"`},
 	}
 	srv := newTestServer(t, cluster()...)
+	denied := 0
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			resp := review(t, srv.validate, tt.body, "application/json")
 			assertResponse(t, resp, tt.allowed, tt.code, tt.message)
+			if !resp.Allowed && resp.Result.Code != http.StatusBadRequest {
+				denied++
+			}
 			if !slices.Equal(resp.Warnings, tt.warnings) {
 				t.Errorf("warnings = %q, want %q", resp.Warnings, tt.warnings)
 			}
@@ -263,8 +267,14 @@ func TestValidatingHandler(t *testing.T) {
 			}
 		})
 	}
-	if got := testutil.ToFloat64(srv.metrics.decisions.WithLabelValues("targets-nodes", "deny", "CREATE")); got != 3 {
-		t.Errorf("daemonset_guard_decisions_total{rule=targets-nodes,action=deny,operation=CREATE} = %v, want 3", got)
+	if got := testutil.ToFloat64(srv.metrics.findings.WithLabelValues("targets-nodes", "deny", "CREATE")); got != 3 {
+		t.Errorf("daemonset_guard_findings_total{rule=targets-nodes,action=deny,operation=CREATE} = %v, want 3", got)
+	}
+	// A decision is one answer, however many findings it carries.
+	got := testutil.ToFloat64(srv.metrics.decisions.WithLabelValues("validate", "CREATE", "denied")) +
+		testutil.ToFloat64(srv.metrics.decisions.WithLabelValues("validate", "UPDATE", "denied"))
+	if denied == 0 || got != float64(denied) {
+		t.Errorf("daemonset_guard_decisions_total{webhook=validate,decision=denied} = %v, want the %d denials answered", got, denied)
 	}
 }
 

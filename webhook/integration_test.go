@@ -21,6 +21,7 @@ import (
 	"github.com/daemonset-guard/daemonset-guard/internal/fixture"
 	"github.com/daemonset-guard/daemonset-guard/internal/testenv"
 	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
+	"github.com/daemonset-guard/daemonset-guard/webhook/rules"
 )
 
 // The integration tests run the webhooks in-process behind a real
@@ -42,11 +43,11 @@ func startCluster(t *testing.T) *cluster {
 // writePolicy writes the README's policy with the given targets-nodes action.
 func writePolicy(t *testing.T, path string, targetsNodes policy.Action) {
 	t.Helper()
-	p, err := policy.Load(filepath.Join("policy", "testdata", "example.yaml"))
+	p, err := policy.Load(filepath.Join("policy", "testdata", "example.yaml"), rules.Builtin())
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.Rules.TargetsNodes.Action = targetsNodes
+	p.Rules[rules.TargetsNodes].Action = targetsNodes
 	doc, err := yaml.Marshal(p)
 	if err != nil {
 		t.Fatal(err)
@@ -220,18 +221,18 @@ func TestThroughTheAPIServer(t *testing.T) {
 
 	t.Run("every toleration shape a policy may hold is one the API server accepts in a template", func(t *testing.T) {
 		g := NewWithT(t)
-		doc := []byte("apiVersion: daemonset-guard.io/v1alpha1\nkind: Policy\nmutation:\n  tolerations:\n" +
-			"  - {key: dedicated, operator: Equal, value: gpu, effect: NoSchedule}\n  - {key: dedicated, value: db}\n" +
-			"  - {key: maintenance, operator: Exists, effect: NoExecute, tolerationSeconds: 300}\n  - {key: spot, operator: Exists, effect: PreferNoSchedule}\n" +
-			"  - {key: example.com/role_1.a, operator: Exists}\n  - {operator: Exists}\n")
-		want, err := policy.Parse(doc)
+		doc := []byte("apiVersion: daemonset-guard.io/v1alpha1\nkind: Policy\nrules:\n  default-tolerations:\n    tolerations:\n" +
+			"    - {key: dedicated, operator: Equal, value: gpu, effect: NoSchedule}\n    - {key: dedicated, value: db}\n" +
+			"    - {key: maintenance, operator: Exists, effect: NoExecute, tolerationSeconds: 300}\n    - {key: spot, operator: Exists, effect: PreferNoSchedule}\n" +
+			"    - {key: example.com/role_1.a, operator: Exists}\n    - {operator: Exists}\n")
+		want, err := policy.Parse(doc, rules.Builtin())
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(os.WriteFile(c.policyFile, doc, 0o600)).To(Succeed())
 		g.Eventually(func() []corev1.Toleration {
 			ds, err := dsClient.Create(ctx, fixture.Written("tolerant"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 			g.Expect(err).NotTo(HaveOccurred(), "the API server accepts the injected tolerations")
 			return ds.Spec.Template.Spec.Tolerations
-		}, 10*time.Second, 100*time.Millisecond).Should(Equal(want.Mutation.Tolerations))
+		}, 10*time.Second, 100*time.Millisecond).Should(Equal(policy.OptionsOf[*rules.DefaultTolerationsOptions](want, rules.DefaultTolerations).Tolerations))
 		c.Warnings.Take()
 	})
 	g.Expect(strings.Join(c.Warnings.Take(), "\n")).To(BeEmpty(), "no warning should be left unchecked")

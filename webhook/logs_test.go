@@ -12,6 +12,7 @@ import (
 	"github.com/daemonset-guard/daemonset-guard/internal/fixture"
 	"github.com/daemonset-guard/daemonset-guard/webhook/inventory"
 	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
+	"github.com/daemonset-guard/daemonset-guard/webhook/rules"
 )
 
 // TestDecisionLogsCarryNoObjectBodyNorUserInfo reads what both webhooks log
@@ -21,11 +22,11 @@ import (
 func TestDecisionLogsCarryNoObjectBodyNorUserInfo(t *testing.T) {
 	var lines []string
 	log := funcr.New(func(prefix, args string) { lines = append(lines, prefix+" "+args) }, funcr.Options{Verbosity: 0})
-	metrics, err := NewMetrics(prometheus.NewRegistry(), inventory.New())
+	metrics, err := NewMetrics(prometheus.NewRegistry(), inventory.New(), rules.Builtin().Names())
 	if err != nil {
 		t.Fatal(err)
 	}
-	mutator, validator := newHandlers(policy.NewStore(policy.Default()), inventory.New(cluster()...), metrics, log)
+	mutator, validator := newHandlers(rules.Builtin(), policy.NewStore(policy.Default(rules.Builtin())), inventory.New(cluster()...), metrics, log)
 	r := routes(mutator, validator, DefaultRequestTimeout)
 	ds := fixture.DaemonSet("fluentd", func(ds *appsv1.DaemonSet) {
 		ds.Spec.Template.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "TOKEN", Value: "s3cr3t-value"}}

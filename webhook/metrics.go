@@ -1,29 +1,32 @@
 package webhook
 
 import (
-	"slices"
-
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/daemonset-guard/daemonset-guard/webhook/inventory"
-	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
 )
 
 // Metrics are daemonset-guard's own Prometheus metrics. controller-runtime
 // adds request counts and latencies per webhook path beside them.
 type Metrics struct {
 	decisions  *prometheus.CounterVec
+	findings   *prometheus.CounterVec
 	reloads    *prometheus.CounterVec
 	ruleErrors *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them, with gauges that read the
 // inventory's size at scrape time.
-func NewMetrics(reg prometheus.Registerer, inv *inventory.Inventory) (*Metrics, error) {
+// Each rule's error series exists from the start.
+func NewMetrics(reg prometheus.Registerer, inv *inventory.Inventory, rules []string) (*Metrics, error) {
 	m := &Metrics{
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "daemonset_guard_decisions_total",
-			Help: "Rule outcomes by rule, action (deny, warn, apply) and operation.",
+			Help: "Admission answers by webhook (mutate, validate), operation and decision (allowed, patched, denied).",
+		}, []string{"webhook", "operation", "decision"}),
+		findings: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "daemonset_guard_findings_total",
+			Help: "What the rules found or changed, by rule (empty for what is said of the request itself), action (deny, warn, apply) and operation.",
 		}, []string{"rule", "action", "operation"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "daemonset_guard_policy_reloads_total",
@@ -36,7 +39,7 @@ func NewMetrics(reg prometheus.Registerer, inv *inventory.Inventory) (*Metrics, 
 	}
 	// Every rule's series exists from the start, so that an alert on its
 	// rate needs no special case for a rule that has never failed.
-	for _, rule := range append(slices.Clone(policy.ValidationRules), policy.MutationRules...) {
+	for _, rule := range rules {
 		m.ruleErrors.WithLabelValues(rule)
 	}
 	nodes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -47,7 +50,7 @@ func NewMetrics(reg prometheus.Registerer, inv *inventory.Inventory) (*Metrics, 
 		Name: "daemonset_guard_inventory_node_classes",
 		Help: "Node classes (equal taints and equal values of the label keys some template refers to) held by the node inventory's groupings.",
 	}, func() float64 { _, c := inv.Size(); return float64(c) })
-	for _, c := range []prometheus.Collector{m.decisions, m.reloads, m.ruleErrors, nodes, classes} {
+	for _, c := range []prometheus.Collector{m.decisions, m.findings, m.reloads, m.ruleErrors, nodes, classes} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -11,12 +11,13 @@ import (
 
 	"github.com/daemonset-guard/daemonset-guard/internal/fixture"
 	"github.com/daemonset-guard/daemonset-guard/webhook/inventory"
+	"github.com/daemonset-guard/daemonset-guard/webhook/rules"
 )
 
 func TestMetricsReportTheInventoryAndPolicyReloads(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	inv := inventory.New(fixture.Cluster(50, 5)...)
-	metrics, err := NewMetrics(reg, inv)
+	metrics, err := NewMetrics(reg, inv, rules.Builtin().Names())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +57,7 @@ daemonset_guard_rule_errors_total{rule="targets-nodes"} 0
 		"daemonset_guard_policy_reloads_total", "daemonset_guard_rule_errors_total"); err != nil {
 		t.Error(err)
 	}
-	if _, err := NewMetrics(reg, inv); err == nil {
+	if _, err := NewMetrics(reg, inv, rules.Builtin().Names()); err == nil {
 		t.Error("registering the metrics twice should fail, not shadow them")
 	}
 }

@@ -25,19 +25,19 @@ func (m *Mutator) Handle(_ context.Context, req admission.Request) admission.Res
 	// object diff). Diffing the decoded object, not the raw request, also
 	// keeps a field that a newer API server sends and this build's types do
 	// not know from being patched away.
-	before, err := json.Marshal(rules.MutableFields(in.Object))
+	before, err := json.Marshal(m.rules.MutableFields(in.Object))
 	if err != nil {
 		return unmutated(err)
 	}
-	mutated, errs := rules.Mutate(in)
+	mutated, errs := m.rules.Mutate(in)
 	m.ruleErrors(req, errs)
 	findings := rules.MutationFindings(in, errs)
 	resp := respond(in, findings)
-	m.record(req, findings, mutated, resp.Allowed)
+	m.record("mutate", req, findings, mutated, resp.Allowed)
 	if !resp.Allowed || len(mutated) == 0 {
 		return resp
 	}
-	after, err := json.Marshal(rules.MutableFields(in.Object))
+	after, err := json.Marshal(m.rules.MutableFields(in.Object))
 	if err != nil {
 		return unmutated(err)
 	}

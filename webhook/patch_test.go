@@ -39,12 +39,12 @@ import (
 // changes a field its fields function does not copy fails here.
 func TestMutableFieldsPatchEqualsTheWholeObjectPatch(t *testing.T) {
 	rng := seed.Rand(t)
-	store := policy.NewStore(policy.Default())
-	metrics, err := NewMetrics(prometheus.NewRegistry(), inventory.New())
+	store := policy.NewStore(policy.Default(rules.Builtin()))
+	metrics, err := NewMetrics(prometheus.NewRegistry(), inventory.New(), rules.Builtin().Names())
 	if err != nil {
 		t.Fatal(err)
 	}
-	mutator, _ := newHandlers(store, inventory.New(), metrics, logr.Discard())
+	mutator, _ := newHandlers(rules.Builtin(), store, inventory.New(), metrics, logr.Discard())
 
 	var written []*appsv1.DaemonSet
 	for range 20 {
@@ -76,7 +76,7 @@ func TestMutableFieldsPatchEqualsTheWholeObjectPatch(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rules.Mutate(in)
+		rules.Builtin().Mutate(in)
 		want := admission.PatchResponseFromRaw(req.Object.Raw, raw(t, in.Object).Raw)
 
 		gotObject, wantObject := apply(t, req.Object.Raw, got.Patches), apply(t, req.Object.Raw, want.Patches)

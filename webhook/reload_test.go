@@ -18,13 +18,14 @@ import (
 	"github.com/daemonset-guard/daemonset-guard/internal/fixture"
 	"github.com/daemonset-guard/daemonset-guard/webhook/inventory"
 	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
+	"github.com/daemonset-guard/daemonset-guard/webhook/rules"
 )
 
 // policyVariant is a policy whose toleration and maxUnavailable go together,
 // so that a decision mixing two policies shows.
 func policyVariant(key, share string) string {
-	return "apiVersion: daemonset-guard.io/v1alpha1\nkind: Policy\nmutation:\n  tolerations: [{key: " + key +
-		", operator: Exists, effect: NoSchedule}]\n  rollingUpdate: {maxUnavailable: \"" + share + "\"}\n"
+	return "apiVersion: daemonset-guard.io/v1alpha1\nkind: Policy\nrules:\n  default-tolerations:\n    tolerations: [{key: " + key +
+		", operator: Exists, effect: NoSchedule}]\n  rolling-update-defaults: {maxUnavailable: \"" + share + "\"}\n"
 }
 
 // TestPolicyReloadUnderLoadNeverMixesPolicies rewrites the policy file, with
@@ -42,13 +43,13 @@ func TestPolicyReloadUnderLoadNeverMixesPolicies(t *testing.T) {
 	}
 	a, b := policyVariant("pool-a", "10%"), policyVariant("pool-b", "20%")
 	write(a)
-	initial, err := policy.Load(path)
+	initial, err := policy.Load(path, rules.Builtin())
 	g.Expect(err).NotTo(HaveOccurred())
 	store := policy.NewStore(initial)
-	metrics, err := NewMetrics(prometheus.NewRegistry(), inventory.New())
+	metrics, err := NewMetrics(prometheus.NewRegistry(), inventory.New(), rules.Builtin().Names())
 	g.Expect(err).NotTo(HaveOccurred())
 	var failedReloads atomic.Int64
-	watcher := &policy.Watcher{Path: path, Store: store, Log: logr.Discard(), Reloaded: func(err error) {
+	watcher := &policy.Watcher{Path: path, Store: store, Catalog: rules.Builtin(), Log: logr.Discard(), Reloaded: func(err error) {
 		metrics.PolicyReloaded(err)
 		if err != nil {
 			failedReloads.Add(1)
@@ -58,7 +59,7 @@ func TestPolicyReloadUnderLoadNeverMixesPolicies(t *testing.T) {
 	defer cancel()
 	go func() { _ = watcher.Start(ctx) }()
 
-	m, v := newHandlers(store, inventory.New(cluster()...), metrics, logr.Discard())
+	m, v := newHandlers(rules.Builtin(), store, inventory.New(cluster()...), metrics, logr.Discard())
 	mutate := routes(m, v, DefaultRequestTimeout)[MutatePath]
 	body := reviewBody("CREATE", fixture.DaemonSet("fluentd"), nil, "")
 
@@ -106,7 +107,7 @@ func TestPolicyReloadUnderLoadNeverMixesPolicies(t *testing.T) {
 	// Each step waits for the watcher instead of sleeping: a loaded machine
 	// may take longer than any sleep to notice a write. The file is written
 	// again while waiting, in case the watcher was not yet watching.
-	invalid := "apiVersion: daemonset-guard.io/v1alpha1\nkind: Policy\nmutation: {rollingUpdate: {maxUnavailable: \"0%\"}}\n"
+	invalid := "apiVersion: daemonset-guard.io/v1alpha1\nkind: Policy\nrules: {rolling-update-defaults: {maxUnavailable: \"0%\"}}\n"
 	for _, step := range []struct{ name, doc string }{{"b", b}, {"a", a}, {"invalid", invalid}, {"b", b}, {"invalid", invalid}, {"a", a}} {
 		if step.name == "invalid" {
 			inForce, refused := store.Get(), failedReloads.Load()
@@ -116,7 +117,10 @@ func TestPolicyReloadUnderLoadNeverMixesPolicies(t *testing.T) {
 			continue
 		}
 		key := "pool-" + step.name
-		g.Eventually(func() string { write(step.doc); return store.Get().Mutation.Tolerations[0].Key }, 10*time.Second, 250*time.Millisecond).
+		g.Eventually(func() string {
+			write(step.doc)
+			return policy.OptionsOf[*rules.DefaultTolerationsOptions](store.Get(), rules.DefaultTolerations).Tolerations[0].Key
+		}, 10*time.Second, 250*time.Millisecond).
 			Should(Equal(key), "the watcher reloads policy %s", step.name)
 		before := answered(step.name)
 		g.Eventually(func() int { return answered(step.name) }, 10*time.Second, 10*time.Millisecond).

@@ -27,6 +27,9 @@ import (
 type Options struct {
 	// PolicyFile is the policy to load and watch; empty means the built-in policy.
 	PolicyFile string
+	// Rules are the rules the webhooks run and the policy configures; nil
+	// means rules.Builtin().
+	Rules *rules.Catalog
 	// Log receives one line per decision and the policy reloads.
 	Log logr.Logger
 	// Registerer receives the metrics; nil means controller-runtime's
@@ -53,9 +56,12 @@ func CacheOptions() cache.Options {
 // whether the webhooks can answer: the inventory has synced and the server
 // completes a TLS handshake.
 func Setup(ctx context.Context, mgr manager.Manager, opts Options) (ready func() error, err error) {
-	pol := policy.Default()
+	if opts.Rules == nil {
+		opts.Rules = rules.Builtin()
+	}
+	pol := policy.Default(opts.Rules)
 	if opts.PolicyFile != "" {
-		if pol, err = policy.Load(opts.PolicyFile); err != nil {
+		if pol, err = policy.Load(opts.PolicyFile, opts.Rules); err != nil {
 			return nil, err
 		}
 	}
@@ -72,13 +78,13 @@ func Setup(ctx context.Context, mgr manager.Manager, opts Options) (ready func()
 	if opts.Registerer == nil {
 		opts.Registerer = ctrlmetrics.Registry
 	}
-	metrics, err := NewMetrics(opts.Registerer, inv)
+	metrics, err := NewMetrics(opts.Registerer, inv, opts.Rules.Names())
 	if err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
 
 	if opts.PolicyFile != "" {
-		watcher := &policy.Watcher{Path: opts.PolicyFile, Store: store, Reloaded: metrics.PolicyReloaded, Log: opts.Log.WithName("policy")}
+		watcher := &policy.Watcher{Path: opts.PolicyFile, Store: store, Catalog: opts.Rules, Reloaded: metrics.PolicyReloaded, Log: opts.Log.WithName("policy")}
 		if err := mgr.Add(manager.RunnableFunc(watcher.Start)); err != nil {
 			return nil, fmt.Errorf("adding the policy watcher: %w", err)
 		}
@@ -101,7 +107,7 @@ func Setup(ctx context.Context, mgr manager.Manager, opts Options) (ready func()
 		return nil, fmt.Errorf("adding the webhook readiness check: %w", err)
 	}
 
-	mutator, validator := newHandlers(store, inv, metrics, opts.Log)
+	mutator, validator := newHandlers(opts.Rules, store, inv, metrics, opts.Log)
 	timeout := opts.RequestTimeout
 	if timeout == 0 {
 		timeout = DefaultRequestTimeout
@@ -112,8 +118,8 @@ func Setup(ctx context.Context, mgr manager.Manager, opts Options) (ready func()
 	return func() error { return errors.Join(inventorySynced(nil), serverStarted(nil)) }, nil
 }
 
-func newHandlers(store *policy.Store, nodes rules.Nodes, metrics *Metrics, log logr.Logger) (*Mutator, *Validator) {
-	h := handler{policy: store, nodes: nodes, metrics: metrics}
+func newHandlers(catalog *rules.Catalog, store *policy.Store, nodes rules.Nodes, metrics *Metrics, log logr.Logger) (*Mutator, *Validator) {
+	h := handler{rules: catalog, policy: store, nodes: nodes, metrics: metrics}
 	mutator, validator := &Mutator{h}, &Validator{h}
 	mutator.log = log.WithName("mutate")
 	validator.log = log.WithName("validate")

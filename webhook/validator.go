@@ -4,8 +4,6 @@ import (
 	"context"
 
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
-
-	"github.com/daemonset-guard/daemonset-guard/webhook/rules"
 )
 
 // Validator is the validating webhook: it denies with field errors when a
@@ -18,9 +16,9 @@ func (v *Validator) Handle(_ context.Context, req admission.Request) admission.R
 	if err != nil {
 		return refuse(err)
 	}
-	findings, errs := rules.Validate(in)
+	findings, errs := v.rules.Validate(in)
 	v.ruleErrors(req, errs)
 	resp := respond(in, findings)
-	v.record(req, findings, nil, resp.Allowed)
+	v.record("validate", req, findings, nil, resp.Allowed)
 	return resp
 }

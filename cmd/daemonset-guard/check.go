@@ -23,16 +23,6 @@ import (
 	"github.com/daemonset-guard/daemonset-guard/webhook/rules"
 )
 
-// Exit codes of check and audit.
-const (
-	exitAdmitted = 0
-	exitDenied   = 1
-	exitUsage    = 2
-	// exitUnevaluated: nothing would be denied, but some DaemonSet or some
-	// rule could not be evaluated, so the answer is incomplete.
-	exitUnevaluated = 3
-)
-
 // exitCode sums up the results of check or audit: a denial is certain
 // whatever else failed, so it comes first; then anything that could not be
 // evaluated.
@@ -90,22 +80,19 @@ func runCheck(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
-	fail := func(err error) int {
-		fmt.Fprintln(stderr, "daemonset-guard check:", err)
-		return exitUsage
+	fail := func(err error) int { return failure(stderr, "check", err) }
+	if err := checkArgs(fs, *output, "text", "json", "yaml"); err != nil {
+		return fail(err)
 	}
 	switch {
 	case len(files) == 0:
 		return fail(errors.New("no input: give -f FILE, -f DIR or -f -"))
-	case fs.NArg() > 0:
-		return fail(fmt.Errorf("unexpected arguments %v", fs.Args()))
-	case *output != "text" && *output != "json" && *output != "yaml":
-		return fail(fmt.Errorf("-o must be text, json or yaml, not %q", *output))
 	case *nodesFile != "" && *kubeconfig != "":
 		return fail(errors.New("give --nodes or --kubeconfig, not both"))
 	}
 
-	pol, err := loadPolicy(*policyFile)
+	catalog := rules.Builtin()
+	pol, err := loadPolicy(*policyFile, catalog)
 	if err != nil {
 		return fail(err)
 	}
@@ -118,6 +105,10 @@ func runCheck(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return fail(err)
 	}
 	report := CheckReport{APIVersion: policy.APIVersion, Kind: "CheckReport", NodesEvaluated: nodes != nil}
+	ev := offline.Evaluator{Rules: catalog, Policy: pol}
+	if nodes != nil {
+		ev.Nodes = nodes // a nil *Inventory is not a nil rules.Nodes
+	}
 	var patchedDocs [][]byte
 	for _, doc := range docs {
 		if doc.kind != "DaemonSet" {
@@ -128,11 +119,7 @@ func runCheck(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if err != nil {
 			return fail(err)
 		}
-		var view rules.Nodes
-		if nodes != nil {
-			view = nodes
-		}
-		res := offline.Evaluate(ds, pol, view)
+		res := ev.Evaluate(ds)
 		report.Results = append(report.Results, CheckResult{Source: doc.source, Result: *res})
 		patchedDoc, err := patchedOrWritten(res, doc)
 		if err != nil {
@@ -179,11 +166,11 @@ func patchedOrWritten(res *offline.Result, doc document) ([]byte, error) {
 	return patched, nil
 }
 
-func loadPolicy(path string) (*policy.Policy, error) {
+func loadPolicy(path string, catalog *rules.Catalog) (*policy.Policy, error) {
 	if path == "" {
-		return policy.Default(), nil
+		return policy.Default(catalog), nil
 	}
-	return policy.Load(path)
+	return policy.Load(path, catalog)
 }
 
 // loadNodes reads the nodes from a file or a cluster; nil means none given.
@@ -216,7 +203,7 @@ func loadNodes(file, kubeconfig string, stdin io.Reader) (*inventory.Inventory, 
 		}
 		list, err := client.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{})
 		if err != nil {
-			return nil, fmt.Errorf("listing nodes: %w", err)
+			return nil, unreachableError{fmt.Errorf("listing nodes: %w", err)}
 		}
 		return inventoryOf(list.Items), nil
 	default:
@@ -274,9 +261,7 @@ func (c colours) paint(code, s string) string {
 func writeCheckReport(w io.Writer, report CheckReport, format string, terminal bool) error {
 	switch format {
 	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(report)
+		return writeJSON(w, report)
 	case "yaml":
 		data, err := yaml.Marshal(report)
 		if err != nil {

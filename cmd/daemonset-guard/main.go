@@ -1,44 +1,143 @@
 // Command daemonset-guard serves the daemonset-guard admission webhooks, and
-// gives their answers offline:
-//
-//	daemonset-guard [flags]          serve the webhooks
-//	daemonset-guard check [flags]    what admission would do to DaemonSet files
-//	daemonset-guard audit [flags]    what it would say of a cluster's DaemonSets
+// gives their answers offline. Run it with --help for its subcommands.
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
+	"slices"
 	"strings"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 )
 
+// Exit codes of every subcommand.
+const (
+	// exitAdmitted: everything judged would be admitted (for run and
+	// rules: success).
+	exitAdmitted = 0
+	// exitDenied: something would be denied (for run: the webhook stopped
+	// on an error).
+	exitDenied = 1
+	// exitUsage: bad flags or arguments, unreadable or malformed input
+	// files, an invalid policy.
+	exitUsage = 2
+	// exitUnevaluated: nothing would be denied, but the cluster could not
+	// be reached, or some DaemonSet or some rule could not be evaluated, so
+	// the answer is incomplete.
+	exitUnevaluated = 3
+)
+
+// unreachableError is a cluster that could not be asked: the answer is
+// incomplete rather than wrong, so the command exits with exitUnevaluated.
+type unreachableError struct{ err error }
+
+func (e unreachableError) Error() string { return e.err.Error() }
+func (e unreachableError) Unwrap() error { return e.err }
+
+// failure reports why a command stopped and returns its exit code.
+func failure(stderr io.Writer, command string, err error) int {
+	fmt.Fprintf(stderr, "daemonset-guard %s: %v\n", command, err)
+	if errors.As(err, new(unreachableError)) {
+		return exitUnevaluated
+	}
+	return exitUsage
+}
+
+// checkArgs refuses an output format the subcommand does not write and
+// arguments that no flag took.
+func checkArgs(fs *flag.FlagSet, output string, formats ...string) error {
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %v", fs.Args())
+	}
+	if !slices.Contains(formats, output) {
+		return fmt.Errorf("-o must be %s or %s, not %q", strings.Join(formats[:len(formats)-1], ", "), formats[len(formats)-1], output)
+	}
+	return nil
+}
+
+// writeJSON writes a report as indented JSON.
+func writeJSON(w io.Writer, report any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(report)
+}
+
+// command is one subcommand.
+type command struct {
+	name, summary string
+	run           func(args []string, stdin io.Reader, stdout, stderr io.Writer) int
+}
+
+// commands returns the subcommands in the order --help lists them.
+func commands() []command {
+	return []command{
+		{"run", "serve the mutating and validating webhooks (the default when no subcommand is given)", runServe},
+		{"check", "what admission would do to DaemonSet files, without a cluster or against one's nodes", runCheck},
+		{"audit", "what admission would say of a cluster's DaemonSets today, and how they run", runAudit},
+		{"rules", "the rules a policy may name, with their kind, default action and summary", runRules},
+	}
+}
+
 func main() {
-	if len(os.Args) > 1 {
-		switch os.Args[1] {
-		case "check":
-			os.Exit(runCheck(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
-		case "audit":
-			os.Exit(runAudit(os.Args[2:], os.Stdout, os.Stderr))
+	os.Exit(dispatch(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// dispatch runs the subcommand that args name, run when they name none.
+func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	name := "run"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		name, args = args[0], args[1:]
+	}
+	if name == "help" {
+		overview(stdout)
+		return exitAdmitted
+	}
+	for _, c := range commands() {
+		if c.name == name {
+			return c.run(args, stdin, stdout, stderr)
 		}
 	}
-	cfg, err := parseFlags(os.Args[1:])
+	fmt.Fprintf(stderr, "daemonset-guard: unknown command %q\n\n", name)
+	overview(stderr)
+	return exitUsage
+}
+
+// overview prints the subcommands and the exit codes.
+func overview(w io.Writer) {
+	var b strings.Builder
+	b.WriteString("daemonset-guard makes DaemonSets safe to create, update and roll out.\n\nUsage: daemonset-guard [command] [flags]\n\nCommands:\n")
+	for _, c := range commands() {
+		fmt.Fprintf(&b, "  %-6s %s\n", c.name, c.summary)
+	}
+	b.WriteString("\nRun daemonset-guard COMMAND --help for a command's flags.\n\n" +
+		"Exit codes: 0 admitted (or success), 1 denied (run: stopped on an error), 2 usage or input error (bad flags,\n" +
+		"unreadable or malformed files, an invalid policy), 3 could not evaluate (the cluster unreachable, or a rule error\n" +
+		"for some DaemonSet).\n")
+	_, _ = io.WriteString(w, b.String())
+}
+
+// runServe serves the webhooks until a signal stops them.
+func runServe(args []string, _ io.Reader, _, stderr io.Writer) int {
+	cfg, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
-		return
+		return exitAdmitted
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
+		fmt.Fprintln(stderr, "daemonset-guard run:", err)
+		return exitUsage
 	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&cfg.zap)))
 	if err := run(ctrl.SetupSignalHandler(), cfg); err != nil {
 		ctrl.Log.Error(err, "daemonset-guard stopped")
-		os.Exit(1)
+		return exitDenied
 	}
+	return exitAdmitted
 }
 
 // config is everything the command line sets.
@@ -66,9 +165,15 @@ const (
 	certModeSelfManaged = "self-managed"
 )
 
-func parseFlags(args []string) (config, error) {
+func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var cfg config
-	fs := flag.NewFlagSet("daemonset-guard", flag.ContinueOnError)
+	fs := flag.NewFlagSet("daemonset-guard run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		overview(stderr)
+		fmt.Fprintln(stderr, "\nFlags of run:")
+		fs.PrintDefaults()
+	}
 	fs.IntVar(&cfg.webhookPort, "webhook-port", 9443, "Port the webhook server listens on.")
 	fs.StringVar(&cfg.webhookCertDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "Directory holding the serving certificate tls.crt and its key tls.key; both are reloaded when they change.")
 	fs.StringVar(&cfg.healthProbeBindAddress, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")

@@ -78,7 +78,7 @@ func run(args []string, out io.Writer) error {
 	}
 	var pol *policy.Policy
 	if *policyFile != "" {
-		if pol, err = policy.Load(*policyFile); err != nil {
+		if pol, err = policy.Load(*policyFile, rules.Builtin()); err != nil {
 			return err
 		}
 	}
@@ -124,8 +124,8 @@ func reviews(pol *policy.Policy) ([][]byte, error) {
 	updated := ds.DeepCopy()
 	updated.Spec.Template.Spec.Containers[0].Image = "fluent/fluent-bit:3.3"
 	if pol != nil {
-		rules.Mutate(&rules.Input{Operation: rules.Create, Object: ds, Policy: pol})
-		rules.Mutate(&rules.Input{Operation: rules.Update, Object: updated, OldObject: ds, Policy: pol})
+		rules.Builtin().Mutate(&rules.Input{Operation: rules.Create, Object: ds, Policy: pol})
+		rules.Builtin().Mutate(&rules.Input{Operation: rules.Update, Object: updated, OldObject: ds, Policy: pol})
 	}
 	var out [][]byte
 	for i, pair := range [][2]*appsv1.DaemonSet{{ds, nil}, {updated, ds}} {

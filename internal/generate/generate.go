@@ -31,13 +31,13 @@ var (
 // Policy returns the default policy with some default tolerations and rollout
 // defaults.
 func Policy(rng *rand.Rand) *policy.Policy {
-	p := policy.Default()
-	p.Mutation.Tolerations = placement.Pick(rng, someTolerations[:3])
+	p := policy.Default(rules.Builtin())
+	policy.OptionsOf[*rules.DefaultTolerationsOptions](p, rules.DefaultTolerations).Tolerations = placement.Pick(rng, someTolerations[:3])
 	if rng.IntN(2) == 0 {
-		p.Mutation.RollingUpdate.MaxUnavailable = ptr.To(someShares[rng.IntN(len(someShares))])
+		policy.OptionsOf[*rules.RollingUpdateDefaultsOptions](p, rules.RollingUpdateDefaults).MaxUnavailable = ptr.To(someShares[rng.IntN(len(someShares))])
 	}
 	if rng.IntN(2) == 0 {
-		p.Mutation.RollingUpdate.MinReadySeconds = ptr.To(int32(rng.IntN(30)))
+		policy.OptionsOf[*rules.RollingUpdateDefaultsOptions](p, rules.RollingUpdateDefaults).MinReadySeconds = ptr.To(int32(rng.IntN(30)))
 	}
 	return p
 }

@@ -84,12 +84,23 @@ func Default(ds *appsv1.DaemonSet) {
 	appsdefaults.SetObjectDefaults_DaemonSet(ds)
 }
 
+// Evaluator answers, as admission would, with one catalog of rules, one
+// policy and one view of the nodes. check and audit both use it, so neither
+// holds rule logic of its own.
+type Evaluator struct {
+	Rules  *rules.Catalog
+	Policy *policy.Policy
+	// Nodes may be nil: node rules then say that placement was not checked.
+	Nodes rules.Nodes
+}
+
 // Evaluate runs admission for the creation of written, a DaemonSet as a user
 // wrote it: defaulting, the mutating webhook's rules, defaulting again, then
-// the validating webhook's rules on the final object. nodes may be nil. A
-// DaemonSet that cannot be evaluated gets the verdict "error" and says why;
-// Evaluate itself never fails, so that one DaemonSet cannot stop a report.
-func Evaluate(written *appsv1.DaemonSet, pol *policy.Policy, nodes rules.Nodes) (res *Result) {
+// the validating webhook's rules on the final object. A DaemonSet that
+// cannot be evaluated gets the verdict "error" and says why; Evaluate itself
+// never fails, so that one DaemonSet cannot stop a report.
+func (e Evaluator) Evaluate(written *appsv1.DaemonSet) (res *Result) {
+	pol, nodes := e.Policy, e.Nodes
 	res = &Result{Namespace: written.Namespace, Name: written.Name, Verdict: Admitted}
 	defer func() {
 		if r := recover(); r != nil {
@@ -99,7 +110,7 @@ func Evaluate(written *appsv1.DaemonSet, pol *policy.Policy, nodes rules.Nodes) 
 	defaulted := written.DeepCopy()
 	Default(defaulted)
 	mutated := defaulted.DeepCopy()
-	mutations, errs := rules.Mutate(&rules.Input{Operation: rules.Create, Object: mutated, Written: written, Policy: pol, Nodes: nodes})
+	mutations, errs := e.Rules.Mutate(&rules.Input{Operation: rules.Create, Object: mutated, Written: written, Policy: pol, Nodes: nodes})
 	res.Mutations = mutations
 	// The API server defaults the object again after mutating admission.
 	Default(mutated)
@@ -111,7 +122,7 @@ func Evaluate(written *appsv1.DaemonSet, pol *policy.Policy, nodes rules.Nodes) 
 		}
 	}
 	in := &rules.Input{Operation: rules.Create, Object: mutated, Written: written, Policy: pol, Nodes: nodes}
-	findings, validateErrs := rules.Validate(in)
+	findings, validateErrs := e.Rules.Validate(in)
 	for _, f := range findings {
 		res.Findings = append(res.Findings, Finding{Rule: f.Rule, Action: f.Action, Field: f.Field.String(), Message: f.Message})
 		if f.Action == policy.Deny {

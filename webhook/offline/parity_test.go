@@ -25,6 +25,7 @@ import (
 	"github.com/daemonset-guard/daemonset-guard/webhook/inventory"
 	"github.com/daemonset-guard/daemonset-guard/webhook/offline"
 	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
+	"github.com/daemonset-guard/daemonset-guard/webhook/rules"
 )
 
 var examplePolicy = filepath.Join("..", "policy", "testdata", "example.yaml")
@@ -75,7 +76,7 @@ func TestOfflineAnswersEqualTheWebhookThroughTheAPIServer(t *testing.T) {
 		_, err := wh.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
 		g.Expect(err).NotTo(HaveOccurred())
 	}
-	pol, err := policy.Load(examplePolicy)
+	pol, err := policy.Load(examplePolicy, rules.Builtin())
 	g.Expect(err).NotTo(HaveOccurred())
 	inv := inventory.New(nodes...)
 
@@ -91,7 +92,7 @@ func TestOfflineAnswersEqualTheWebhookThroughTheAPIServer(t *testing.T) {
 	// reports whether both denied it.
 	compare := func(t *testing.T, ds *appsv1.DaemonSet) (denied bool) {
 		g := NewWithT(t)
-		want := offline.Evaluate(ds, pol, inv)
+		want := offline.Evaluator{Rules: rules.Builtin(), Policy: pol, Nodes: inv}.Evaluate(ds)
 		g.Expect(want.Verdict).NotTo(Equal(offline.Failed), want.Error)
 		g.Expect(want.RuleErrors).To(BeEmpty())
 

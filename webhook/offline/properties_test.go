@@ -24,12 +24,12 @@ func TestMutationProperties(t *testing.T) {
 	nodes := inventory.New(corpusNodes(t)...)
 	for i := range 500 {
 		pol, ds := generate.Policy(rng), generate.DaemonSet(rng, i)
-		res := offline.Evaluate(ds, pol, nodes)
+		res := offline.Evaluator{Rules: rules.Builtin(), Policy: pol, Nodes: nodes}.Evaluate(ds)
 		if res.Verdict == offline.Failed || len(res.RuleErrors) > 0 {
 			t.Fatalf("case %d: could not be evaluated: %s %+v", i, res.Error, res.RuleErrors)
 		}
 
-		again := offline.Evaluate(res.Admitted, pol, nodes)
+		again := offline.Evaluator{Rules: rules.Builtin(), Policy: pol, Nodes: nodes}.Evaluate(res.Admitted)
 		if len(again.Patch) > 0 {
 			t.Fatalf("case %d: not idempotent; the second pass patched %+v", i, again.Patch)
 		}
@@ -43,7 +43,7 @@ func TestMutationProperties(t *testing.T) {
 		old := res.Admitted
 		updated := old.DeepCopy()
 		updated.Labels = map[string]string{"team": strconv.Itoa(i)}
-		rules.Mutate(&rules.Input{Operation: rules.Update, Object: updated, OldObject: old, Policy: generate.Policy(rng), Nodes: nodes})
+		rules.Builtin().Mutate(&rules.Input{Operation: rules.Update, Object: updated, OldObject: old, Policy: generate.Policy(rng), Nodes: nodes})
 		if !equality.Semantic.DeepEqual(updated.Spec.Template, old.Spec.Template) {
 			t.Fatalf("case %d: an update that left the template alone got a template change", i)
 		}
@@ -60,10 +60,10 @@ func TestValidationChangesNothing(t *testing.T) {
 		ds := generate.DaemonSet(rng, i)
 		offline.Default(ds)
 		if i%2 == 1 {
-			rules.Mutate(&rules.Input{Operation: rules.Create, Object: ds, Policy: generate.Policy(rng), Nodes: nodes})
+			rules.Builtin().Mutate(&rules.Input{Operation: rules.Create, Object: ds, Policy: generate.Policy(rng), Nodes: nodes})
 		}
 		before := ds.DeepCopy()
-		rules.Validate(&rules.Input{Operation: rules.Create, Object: ds, Policy: generate.Policy(rng), Nodes: nodes})
+		rules.Builtin().Validate(&rules.Input{Operation: rules.Create, Object: ds, Policy: generate.Policy(rng), Nodes: nodes})
 		if !equality.Semantic.DeepEqual(before, ds) {
 			t.Fatalf("case %d: validation changed the object", i)
 		}

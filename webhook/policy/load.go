@@ -1,115 +1,183 @@
 package policy
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	"k8s.io/kubernetes/pkg/apis/apps"
-	appsvalidation "k8s.io/kubernetes/pkg/apis/apps/validation"
-	"k8s.io/kubernetes/pkg/apis/core"
-	corev1conversion "k8s.io/kubernetes/pkg/apis/core/v1"
-	corevalidation "k8s.io/kubernetes/pkg/apis/core/validation"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
-
-	"github.com/daemonset-guard/daemonset-guard/webhook/daemonpod"
 )
 
-// Default returns the built-in policy, used when no file is given. It is safe
-// for any cluster: it injects no toleration and changes no rollout setting, so
-// installing the webhook alone never moves a pod; it denies only what can never
-// work and warns about the rest.
-func Default() *Policy {
+// Default returns the built-in policy of the catalog, used when no file is
+// given: every rule at its default action with its default options.
+func Default(c Catalog) *Policy {
 	p := &Policy{APIVersion: APIVersion, Kind: Kind}
-	p.setDefaults()
+	p.setDefaults(c)
 	return p
 }
 
-// defaultUnstableLabels change with every release of a chart or an app, which
-// makes them unfit for a selector that can never change.
-var defaultUnstableLabels = []string{
-	"helm.sh/chart",
-	"chart",
-	"app.kubernetes.io/version",
-	"version",
-	"release",
-	"heritage",
-	"pod-template-hash",
-	"controller-revision-hash",
-	"pod-template-generation",
-}
-
-func (p *Policy) setDefaults() {
-	defaults := map[Action][]string{
-		Deny:  {SelectorImmutable, SelectorMatchesTemplate, RestartPolicyAlways},
-		Warn:  {TargetsNodes, SelectorStableLabels, RolloutBudget},
-		Apply: MutationRules,
+// setDefaults gives every rule of the catalog that the policy does not
+// configure its default action, onError and options.
+func (p *Policy) setDefaults(c Catalog) {
+	if p.Rules == nil {
+		p.Rules = map[string]*RuleConfig{}
 	}
-	for action, names := range defaults {
-		for _, name := range names {
-			c := p.rule(name)
-			if c.Action == "" {
-				c.Action = action
-			}
-			if c.OnError == "" {
-				c.OnError = OnErrorAllow
-			}
+	for _, s := range c.Specs() {
+		cfg := p.Rules[s.Name]
+		if cfg == nil {
+			cfg = &RuleConfig{}
+			p.Rules[s.Name] = cfg
 		}
-	}
-	if p.Rules.SelectorStableLabels.UnstableLabels == nil {
-		p.Rules.SelectorStableLabels.UnstableLabels = slices.Clone(defaultUnstableLabels)
-	}
-	if p.Rules.RolloutBudget.MaxUnavailable == nil {
-		half := intstr.FromString("50%")
-		p.Rules.RolloutBudget.MaxUnavailable = &half
+		if cfg.Action == "" {
+			cfg.Action = s.Default
+		}
+		if cfg.OnError == "" {
+			cfg.OnError = OnErrorAllow
+		}
+		if cfg.Options == nil && s.Options != nil {
+			cfg.Options = s.Options()
+		}
 	}
 }
 
 // Load reads, defaults and validates the policy file at path.
-func Load(path string) (*Policy, error) {
+func Load(path string, c Catalog) (*Policy, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading policy file: %w", err)
 	}
-	p, err := Parse(data)
+	p, err := Parse(data, c)
 	if err != nil {
 		return nil, fmt.Errorf("policy file %s: %w", path, err)
 	}
 	return p, nil
 }
 
-// Parse decodes a policy document strictly (unknown fields are errors),
-// applies the defaults and validates the result.
-func Parse(data []byte) (*Policy, error) {
-	raw, err := yaml.YAMLToJSON(data)
+// document is the policy file as decoded before the catalog gives each
+// rule's entry its type.
+type document struct {
+	APIVersion string                     `json:"apiVersion"`
+	Kind       string                     `json:"kind"`
+	Rules      map[string]json.RawMessage `json:"rules"`
+	Exemptions []Exemption                `json:"exemptions,omitempty"`
+	// Mutation is where v1alpha1 policies before the rule registry held
+	// what the mutation rules inject; it is refused with where each field
+	// went.
+	Mutation json.RawMessage `json:"mutation,omitempty"`
+}
+
+// Parse decodes a policy document strictly (unknown fields and unknown rules
+// are errors, with their paths), applies the catalog's defaults and
+// validates the result.
+func Parse(data []byte, c Catalog) (*Policy, error) {
+	raw, err := yaml.YAMLToJSONStrict(data)
 	if err != nil {
 		return nil, fmt.Errorf("decoding policy: %w", err)
 	}
-	p := &Policy{}
-	// sigs.k8s.io/json names the full path of an unknown or duplicate field,
-	// as the API server does.
-	strict, err := kjson.UnmarshalStrict(raw, p, kjson.DisallowUnknownFields, kjson.DisallowDuplicateFields)
-	if err != nil {
+	var doc document
+	if err := strictUnmarshal(raw, &doc, ""); err != nil {
 		return nil, fmt.Errorf("decoding policy: %w", err)
 	}
-	if len(strict) > 0 {
-		return nil, fmt.Errorf("decoding policy: %w", errors.Join(strict...))
+	if doc.Mutation != nil {
+		return nil, errors.New("decoding policy: mutation: the injected defaults moved to the rules that inject them: " +
+			"mutation.tolerations is now rules.default-tolerations.tolerations, and mutation.rollingUpdate.maxUnavailable and " +
+			"minReadySeconds are now rules.rolling-update-defaults.maxUnavailable and minReadySeconds")
 	}
-	p.setDefaults()
-	if errs := p.Validate(); len(errs) > 0 {
+	p := &Policy{APIVersion: doc.APIVersion, Kind: doc.Kind, Exemptions: doc.Exemptions, Rules: map[string]*RuleConfig{}}
+	var errs field.ErrorList
+	specs, names := c.Specs(), names(c)
+	rules := field.NewPath("rules")
+	for _, name := range slices.Sorted(maps.Keys(doc.Rules)) {
+		i := slices.IndexFunc(specs, func(s Spec) bool { return s.Name == name })
+		if i < 0 {
+			errs = append(errs, field.NotSupported(rules.Child(name), name, names))
+			continue
+		}
+		cfg, err := decodeRule(specs[i], doc.Rules[name], "rules."+name)
+		if err != nil {
+			return nil, fmt.Errorf("decoding policy: %w", err)
+		}
+		p.Rules[name] = cfg
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("invalid policy: %w", errs.ToAggregate())
+	}
+	p.setDefaults(c)
+	if errs := p.Validate(c); len(errs) > 0 {
 		return nil, fmt.Errorf("invalid policy: %w", errs.ToAggregate())
 	}
 	return p, nil
 }
 
+// decodeRule decodes one rule's entry: action and onError, and the rest of
+// its fields, strictly, as the rule's options.
+func decodeRule(s Spec, raw json.RawMessage, path string) (*RuleConfig, error) {
+	var fields map[string]json.RawMessage
+	if err := strictUnmarshal(raw, &fields, path); err != nil {
+		return nil, err
+	}
+	cfg := &RuleConfig{}
+	for key, dst := range map[string]any{"action": &cfg.Action, "onError": &cfg.OnError} {
+		if v, ok := fields[key]; ok {
+			if err := json.Unmarshal(v, dst); err != nil {
+				return nil, fmt.Errorf("%s.%s: %w", path, key, err)
+			}
+			delete(fields, key)
+		}
+	}
+	if s.Options == nil {
+		if len(fields) > 0 {
+			return nil, fmt.Errorf("unknown field %q: the rule has no options", path+"."+slices.Min(slices.Collect(maps.Keys(fields))))
+		}
+		return cfg, nil
+	}
+	cfg.Options = s.Options()
+	rest, err := json.Marshal(fields)
+	if err != nil {
+		return nil, err
+	}
+	if err := strictUnmarshal(rest, cfg.Options, path); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// strictUnmarshal decodes data into v refusing unknown and duplicate fields,
+// whose errors name the full path from prefix, as the API server's do.
+func strictUnmarshal(data []byte, v any, prefix string) error {
+	if bytes.Equal(bytes.TrimSpace(data), []byte("null")) {
+		return nil
+	}
+	strict, err := kjson.UnmarshalStrict(data, v, kjson.DisallowUnknownFields, kjson.DisallowDuplicateFields)
+	if err != nil {
+		if prefix != "" {
+			return fmt.Errorf("%s: %w", prefix, err)
+		}
+		return err
+	}
+	if len(strict) == 0 {
+		return nil
+	}
+	errs := make([]error, len(strict))
+	for i, e := range strict {
+		errs[i] = e
+		if prefix != "" {
+			// sigs.k8s.io/json quotes the path it names: put the prefix inside.
+			errs[i] = errors.New(strings.Replace(e.Error(), `field "`, `field "`+prefix+".", 1))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Validate returns every invalid field of a defaulted policy with its path.
-func (p *Policy) Validate() field.ErrorList {
+func (p *Policy) Validate(c Catalog) field.ErrorList {
 	var errs field.ErrorList
 	if p.APIVersion != APIVersion {
 		errs = append(errs, field.NotSupported(field.NewPath("apiVersion"), p.APIVersion, []string{APIVersion}))
@@ -117,34 +185,33 @@ func (p *Policy) Validate() field.ErrorList {
 	if p.Kind != Kind {
 		errs = append(errs, field.NotSupported(field.NewPath("kind"), p.Kind, []string{Kind}))
 	}
-	mutation := field.NewPath("mutation")
-	errs = append(errs, validateTolerations(mutation.Child("tolerations"), p.Mutation.Tolerations)...)
-	ru := mutation.Child("rollingUpdate")
-	if v := p.Mutation.RollingUpdate.MaxUnavailable; v != nil {
-		// As the API server validates a DaemonSet's rolling update, with
-		// the maxSurge of 0 that a DaemonSet injected into has by default.
-		errs = append(errs, appsvalidation.ValidateRollingUpdateDaemonSet(&apps.RollingUpdateDaemonSet{MaxUnavailable: *v, MaxSurge: intstr.FromInt32(0)}, ru)...)
-	}
-	if v := p.Mutation.RollingUpdate.MinReadySeconds; v != nil {
-		errs = append(errs, corevalidation.ValidateNonnegativeField(int64(*v), ru.Child("minReadySeconds"))...)
-	}
-
 	rules := field.NewPath("rules")
-	for _, name := range ValidationRules {
-		errs = append(errs, oneOf(rules.Child(name, "action"), p.Action(name), Deny, Warn, Off)...)
+	specs, names := c.Specs(), names(c)
+	for _, s := range specs {
+		path := rules.Child(s.Name)
+		cfg := p.Rules[s.Name]
+		if cfg == nil {
+			errs = append(errs, field.Required(path, "every rule of the catalog must be configured; Parse and Default configure them"))
+			continue
+		}
+		errs = append(errs, oneOf(path.Child("action"), cfg.Action, s.Kind.Actions()...)...)
+		errs = append(errs, oneOf(path.Child("onError"), cfg.OnError, OnErrorAllow, OnErrorDeny)...)
+		if cfg.Options != nil {
+			errs = append(errs, cfg.Options.Validate(path)...)
+		}
 	}
-	for _, name := range MutationRules {
-		errs = append(errs, oneOf(rules.Child(name, "action"), p.Action(name), Apply, Off)...)
+	for _, name := range slices.Sorted(maps.Keys(p.Rules)) {
+		if !slices.Contains(names, name) {
+			errs = append(errs, field.NotSupported(rules.Child(name), name, names))
+		}
 	}
-	for _, name := range append(slices.Clone(ValidationRules), MutationRules...) {
-		errs = append(errs, oneOf(rules.Child(name, "onError"), p.rule(name).OnError, OnErrorAllow, OnErrorDeny)...)
-	}
-	errs = append(errs, validateShare(rules.Child(RolloutBudget, "maxUnavailable"), *p.Rules.RolloutBudget.MaxUnavailable)...)
 	if len(errs) == 0 {
-		errs = append(errs, p.validateCoherence()...)
+		for _, s := range specs {
+			if s.Coherent != nil {
+				errs = append(errs, s.Coherent(p)...)
+			}
+		}
 	}
-
-	known := append(slices.Clone(ValidationRules), MutationRules...)
 	for i, e := range p.Exemptions {
 		path := field.NewPath("exemptions").Index(i)
 		if len(e.Namespaces) == 0 {
@@ -154,64 +221,12 @@ func (p *Policy) Validate() field.ErrorList {
 			errs = append(errs, field.Required(path.Child("rules"), "list the rules the namespaces are exempt from"))
 		}
 		for j, r := range e.Rules {
-			if !slices.Contains(known, r) {
-				errs = append(errs, field.NotSupported(path.Child("rules").Index(j), r, known))
+			if !slices.Contains(names, r) {
+				errs = append(errs, field.NotSupported(path.Child("rules").Index(j), r, names))
 			}
 		}
 	}
 	return errs
-}
-
-// validateCoherence refuses a policy whose own rules would deny what its
-// mutation injects: the guard must never refuse the defaults it adds.
-func (p *Policy) validateCoherence() field.ErrorList {
-	injected, budget := p.Mutation.RollingUpdate.MaxUnavailable, p.Rules.RolloutBudget.MaxUnavailable
-	if injected == nil || p.Action(RollingUpdateDefaults) != Apply || p.Action(RolloutBudget) != Deny {
-		return nil
-	}
-	n, ok := firstBudgetConflict(*injected, *budget)
-	if !ok {
-		return nil
-	}
-	down, _ := intstr.GetScaledValueFromIntOrPercent(injected, n, true)
-	allowed, _ := intstr.GetScaledValueFromIntOrPercent(budget, n, false)
-	return field.ErrorList{field.Invalid(field.NewPath("mutation", "rollingUpdate", "maxUnavailable"), injected.String(), fmt.Sprintf(
-		"rollout-budget, at deny, would refuse the maxUnavailable this policy injects: on a DaemonSet that targets %d nodes it takes down %d at a time, "+
-			"and rules.rollout-budget.maxUnavailable (%s) allows %d; lower the one, raise the other, or set rollout-budget to warn",
-		n, min(down, n), budget.String(), max(allowed, 1)))}
-}
-
-// firstBudgetConflict returns the smallest number of targeted nodes at which
-// a rolling step of maxUnavailable (rounded up, as the DaemonSet controller
-// does, and at most every node) exceeds the budget (rounded down, at least
-// one node), as rollout-budget judges it. Percentages repeat every 100
-// nodes, so 1 to 200 holds every case but those a large count decides,
-// whose first node counts are computed.
-func firstBudgetConflict(maxUnavailable, budget intstr.IntOrString) (int, bool) {
-	exceeds := func(n int) bool {
-		down, _ := intstr.GetScaledValueFromIntOrPercent(&maxUnavailable, n, true)
-		allowed, _ := intstr.GetScaledValueFromIntOrPercent(&budget, n, false)
-		return min(down, n) > max(allowed, 1)
-	}
-	for n := 1; n <= 200; n++ {
-		if exceeds(n) {
-			return n, true
-		}
-	}
-	var candidates []int
-	if maxUnavailable.Type == intstr.Int {
-		candidates = append(candidates, int(maxUnavailable.IntVal))
-	} else if budget.Type == intstr.Int {
-		pct, _ := intstr.GetScaledValueFromIntOrPercent(&maxUnavailable, 100, true)
-		limit := max(int(budget.IntVal), 1)
-		candidates = append(candidates, max(limit+1, 100*limit/pct+1))
-	}
-	for _, n := range candidates {
-		if n > 0 && exceeds(n) {
-			return n, true
-		}
-	}
-	return 0, false
 }
 
 func oneOf[T ~string](path *field.Path, v T, allowed ...T) field.ErrorList {
@@ -221,40 +236,11 @@ func oneOf[T ~string](path *field.Path, v T, allowed ...T) field.ErrorList {
 	return field.ErrorList{field.NotSupported(path, v, allowed)}
 }
 
-// validateShare accepts a positive count or a percentage in (0%, 100%].
-func validateShare(path *field.Path, v intstr.IntOrString) field.ErrorList {
-	if v.Type == intstr.Int {
-		if v.IntVal < 1 {
-			return field.ErrorList{field.Invalid(path, v.IntVal, "must be at least 1")}
-		}
-		return nil
+// names returns the names of the catalog's rules, in its order.
+func names(c Catalog) []string {
+	var out []string
+	for _, s := range c.Specs() {
+		out = append(out, s.Name)
 	}
-	pct, err := intstr.GetScaledValueFromIntOrPercent(&v, 100, true)
-	if err != nil || !strings.HasSuffix(v.StrVal, "%") {
-		return field.ErrorList{field.Invalid(path, v.StrVal, `must be an integer or a percentage such as "10%"`)}
-	}
-	if pct < 1 || pct > 100 {
-		return field.ErrorList{field.Invalid(path, v.StrVal, "must be between 1% and 100%")}
-	}
-	return nil
-}
-
-// validateTolerations validates the policy's tolerations with the API
-// server's own function, so that a toleration the API would refuse in a pod
-// template can never be injected into every DaemonSet, and refuses those the
-// DaemonSet controller adds itself.
-func validateTolerations(path *field.Path, tolerations []corev1.Toleration) field.ErrorList {
-	internal := make([]core.Toleration, len(tolerations))
-	for i := range tolerations {
-		if err := corev1conversion.Convert_v1_Toleration_To_core_Toleration(&tolerations[i], &internal[i], nil); err != nil {
-			return field.ErrorList{field.Invalid(path.Index(i), tolerations[i], err.Error())}
-		}
-	}
-	errs := corevalidation.ValidateTolerations(internal, path, corevalidation.PodValidationOptions{})
-	for i, t := range tolerations {
-		if daemonpod.AddedByController(t.Key) {
-			errs = append(errs, field.Forbidden(path.Index(i).Child("key"), fmt.Sprintf("the DaemonSet controller adds a toleration of %s to every daemon pod itself; adding it to templates would only roll every DaemonSet", t.Key)))
-		}
-	}
-	return errs
+	return out
 }

@@ -1,6 +1,8 @@
-// Package policy defines the daemonset-guard policy file: which tolerations and
-// rollout defaults the mutating webhook injects, what each rule does when it
-// fires, and which namespaces are exempt from which rules.
+// Package policy defines the daemonset-guard policy file: what each rule does
+// when it fires, its options, and which namespaces are exempt from which
+// rules. It knows no rule by name: the rules declare themselves to it through
+// a Catalog, so that the file's schema, its defaults and its validation all
+// come from the rules' own declarations.
 package policy
 
 import (
@@ -8,8 +10,7 @@ import (
 	"fmt"
 	"slices"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
 // APIVersion and Kind identify a policy file.
@@ -29,72 +30,91 @@ const (
 	Apply Action = "apply"
 )
 
-// Rule names. They are stable: they appear in messages, warnings, metrics,
-// the skip annotation and the policy file.
+// RuleKind says which webhook runs a rule.
+type RuleKind string
+
+// A rule either judges the final object or changes it.
 const (
-	SelectorImmutable       = "selector-immutable"
-	SelectorMatchesTemplate = "selector-matches-template"
-	RestartPolicyAlways     = "restart-policy-always"
-	TargetsNodes            = "targets-nodes"
-	SelectorStableLabels    = "selector-stable-labels"
-	RolloutBudget           = "rollout-budget"
-	DefaultTolerations      = "default-tolerations"
-	RollingUpdateDefaults   = "rolling-update-defaults"
+	Validating RuleKind = "validating"
+	Mutating   RuleKind = "mutating"
 )
 
-// ValidationRules lists the rules of the validating webhook.
-var ValidationRules = []string{SelectorImmutable, SelectorMatchesTemplate, RestartPolicyAlways, TargetsNodes, SelectorStableLabels, RolloutBudget}
+// Actions returns the actions a rule of this kind may be given.
+func (k RuleKind) Actions() []Action {
+	if k == Mutating {
+		return []Action{Apply, Off}
+	}
+	return []Action{Deny, Warn, Off}
+}
 
-// MutationRules lists the rules of the mutating webhook.
-var MutationRules = []string{DefaultTolerations, RollingUpdateDefaults}
+// Spec is what a policy needs to know of a rule: its name, its kind, its
+// default action and its options. The rest of the rule (what it checks or
+// changes, its description) lives beside it in package rules.
+type Spec struct {
+	// Name is stable: it appears in messages, warnings, metrics, the skip
+	// annotation and the policy file.
+	Name string
+	Kind RuleKind
+	// Default is the action of a policy that does not configure the rule.
+	Default Action
+	// Options returns the rule's options with their defaults; nil for a rule
+	// without options.
+	Options func() Options
+	// Coherent, when set, checks the rule's configuration against the rest
+	// of a policy whose fields are each valid: it refuses a policy whose
+	// rules would contradict each other.
+	Coherent func(p *Policy) field.ErrorList
+}
+
+// Options are one rule's own settings, decoded strictly from the fields of
+// its entry in the policy file beside action and onError.
+type Options interface {
+	// Validate returns every invalid field, with path as the rule's entry.
+	Validate(path *field.Path) field.ErrorList
+}
+
+// Catalog is the set of rules a policy may name.
+type Catalog interface {
+	Specs() []Spec
+}
 
 // Policy is the content of the policy file.
 type Policy struct {
 	APIVersion string `json:"apiVersion"`
 	Kind       string `json:"kind"`
-	// Mutation holds what the mutating webhook injects.
-	Mutation Mutation `json:"mutation"`
-	// Rules configures each rule by name.
-	Rules Rules `json:"rules"`
+	// Rules configures each rule of the catalog, by name; after Parse or
+	// Default every rule of the catalog has an entry.
+	Rules map[string]*RuleConfig `json:"rules"`
 	// Exemptions switch rules off for whole namespaces.
 	Exemptions []Exemption `json:"exemptions,omitempty"`
 }
 
-// Mutation holds the defaults the mutating webhook injects.
-type Mutation struct {
-	// Tolerations are added to a pod template that does not already tolerate them.
-	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
-	// RollingUpdate holds the rollout defaults applied where the user chose none.
-	RollingUpdate RollingUpdate `json:"rollingUpdate"`
-}
-
-// RollingUpdate holds the rollout defaults of rolling-update-defaults.
-type RollingUpdate struct {
-	// MaxUnavailable replaces the API server's default of 1; int or percentage.
-	MaxUnavailable *intstr.IntOrString `json:"maxUnavailable,omitempty"`
-	// MinReadySeconds replaces the API server's default of 0.
-	MinReadySeconds *int32 `json:"minReadySeconds,omitempty"`
-}
-
-// Rules configures every rule. A rule missing from the file keeps its default.
-type Rules struct {
-	SelectorImmutable       RuleConfig          `json:"selector-immutable"`
-	SelectorMatchesTemplate RuleConfig          `json:"selector-matches-template"`
-	RestartPolicyAlways     RuleConfig          `json:"restart-policy-always"`
-	TargetsNodes            TargetsNodesConfig  `json:"targets-nodes"`
-	SelectorStableLabels    StableLabelsConfig  `json:"selector-stable-labels"`
-	RolloutBudget           RolloutBudgetConfig `json:"rollout-budget"`
-	DefaultTolerations      RuleConfig          `json:"default-tolerations"`
-	RollingUpdateDefaults   RuleConfig          `json:"rolling-update-defaults"`
-}
-
-// RuleConfig is the configuration every rule has.
+// RuleConfig is the configuration of one rule.
 type RuleConfig struct {
 	Action Action `json:"action,omitempty"`
 	// OnError is the answer when the rule cannot be evaluated (it failed or
 	// would cost more than a request may take): allow, the default, admits
 	// with a warning that names the rule; deny refuses.
 	OnError OnError `json:"onError,omitempty"`
+	// Options are the rule's own settings; nil for a rule without options.
+	Options Options `json:"-"`
+}
+
+// MarshalJSON writes the options beside action and onError, as the policy
+// file has them.
+func (c RuleConfig) MarshalJSON() ([]byte, error) {
+	fields := map[string]any{}
+	if c.Options != nil {
+		data, err := json.Marshal(c.Options)
+		if err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal(data, &fields); err != nil {
+			return nil, fmt.Errorf("options must marshal to a JSON object: %w", err)
+		}
+	}
+	fields["action"], fields["onError"] = c.Action, c.OnError
+	return json.Marshal(fields)
 }
 
 // OnError is what a rule that cannot be evaluated answers.
@@ -106,39 +126,16 @@ const (
 	OnErrorDeny  OnError = "deny"
 )
 
-// TargetsNodesConfig configures targets-nodes.
-type TargetsNodesConfig struct {
-	RuleConfig `json:",inline"`
-	// ReportCoverage also reports, as a warning, on how many nodes a
-	// DaemonSet that runs somewhere would run, and why the others are left out.
-	ReportCoverage bool `json:"reportCoverage,omitempty"`
-}
-
-// StableLabelsConfig configures selector-stable-labels.
-type StableLabelsConfig struct {
-	RuleConfig `json:",inline"`
-	// UnstableLabels are label keys whose values change between releases and
-	// so must never appear in a selector, which cannot change later.
-	UnstableLabels []string `json:"unstableLabels,omitempty"`
-}
-
-// RolloutBudgetConfig configures rollout-budget.
-type RolloutBudgetConfig struct {
-	RuleConfig `json:",inline"`
-	// MaxUnavailable is the largest share of the targeted nodes that one
-	// rollout step may take down; int or percentage.
-	MaxUnavailable *intstr.IntOrString `json:"maxUnavailable,omitempty"`
-}
-
 // Exemption switches rules off in the listed namespaces.
 type Exemption struct {
 	Namespaces []string `json:"namespaces"`
 	Rules      []string `json:"rules"`
 }
 
-// Action returns the configured action of the named rule.
+// Action returns the configured action of the named rule; Off for a rule the
+// policy does not know.
 func (p *Policy) Action(rule string) Action {
-	if c := p.rule(rule); c != nil {
+	if c := p.Rules[rule]; c != nil {
 		return c.Action
 	}
 	return Off
@@ -146,34 +143,31 @@ func (p *Policy) Action(rule string) Action {
 
 // OnError returns what the named rule answers when it cannot be evaluated.
 func (p *Policy) OnError(rule string) OnError {
-	if c := p.rule(rule); c != nil && c.OnError != "" {
+	if c := p.Rules[rule]; c != nil && c.OnError != "" {
 		return c.OnError
 	}
 	return OnErrorAllow
 }
 
-// rule returns the common configuration of the named rule, nil for an
-// unknown name.
-func (p *Policy) rule(name string) *RuleConfig {
-	switch name {
-	case SelectorImmutable:
-		return &p.Rules.SelectorImmutable
-	case SelectorMatchesTemplate:
-		return &p.Rules.SelectorMatchesTemplate
-	case RestartPolicyAlways:
-		return &p.Rules.RestartPolicyAlways
-	case TargetsNodes:
-		return &p.Rules.TargetsNodes.RuleConfig
-	case SelectorStableLabels:
-		return &p.Rules.SelectorStableLabels.RuleConfig
-	case RolloutBudget:
-		return &p.Rules.RolloutBudget.RuleConfig
-	case DefaultTolerations:
-		return &p.Rules.DefaultTolerations
-	case RollingUpdateDefaults:
-		return &p.Rules.RollingUpdateDefaults
+// OptionsOf returns the named rule's options as their type T, the zero T when
+// the policy holds none of that type.
+func OptionsOf[T Options](p *Policy, rule string) T {
+	var zero T
+	c := p.Rules[rule]
+	if c == nil {
+		return zero
 	}
-	return nil
+	o, ok := c.Options.(T)
+	if !ok {
+		return zero
+	}
+	return o
+}
+
+// Known reports whether the policy configures a rule of that name.
+func (p *Policy) Known(rule string) bool {
+	_, ok := p.Rules[rule]
+	return ok
 }
 
 // Exempt reports whether the named rule is switched off in the namespace.

@@ -36,6 +36,8 @@ func (s *Store) Set(p *Policy) { s.current.Store(p) }
 type Watcher struct {
 	Path  string
 	Store *Store
+	// Catalog is the rules the file may configure.
+	Catalog Catalog
 	// Reloaded is called after each reload attempt with its error, if any.
 	Reloaded func(error)
 	Log      logr.Logger
@@ -74,7 +76,7 @@ func (w *Watcher) Start(ctx context.Context) error {
 }
 
 func (w *Watcher) reload() {
-	p, err := Load(w.Path)
+	p, err := Load(w.Path, w.Catalog)
 	if err == nil && reflect.DeepEqual(p, w.Store.Get()) {
 		// Another file in the directory changed, or an edit left the content as it was.
 		return

@@ -12,6 +12,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
+	"github.com/daemonset-guard/daemonset-guard/webhook/rules"
 )
 
 func TestWatcherReloadsValidChangesAndKeepsTheLastGoodPolicy(t *testing.T) {
@@ -27,13 +28,13 @@ func TestWatcherReloadsValidChangesAndKeepsTheLastGoodPolicy(t *testing.T) {
 	}
 	const header = "apiVersion: daemonset-guard.io/v1alpha1\nkind: Policy\n"
 	write(header)
-	initial, err := policy.Load(path)
+	initial, err := policy.Load(path, rules.Builtin())
 	g.Expect(err).NotTo(HaveOccurred())
 
 	store := policy.NewStore(initial)
 	var mu sync.Mutex
 	var results []error
-	w := &policy.Watcher{Path: path, Store: store, Log: logr.Discard(), Reloaded: func(err error) {
+	w := &policy.Watcher{Path: path, Store: store, Catalog: rules.Builtin(), Log: logr.Discard(), Reloaded: func(err error) {
 		mu.Lock()
 		defer mu.Unlock()
 		results = append(results, err)
@@ -47,7 +48,7 @@ func TestWatcherReloadsValidChangesAndKeepsTheLastGoodPolicy(t *testing.T) {
 	// The watch starts asynchronously: keep writing until a reload is seen.
 	g.Eventually(func() policy.Action {
 		write(header + "rules:\n  targets-nodes: {action: deny}\n")
-		return store.Get().Action(policy.TargetsNodes)
+		return store.Get().Action(rules.TargetsNodes)
 	}, 10*time.Second, 200*time.Millisecond).Should(Equal(policy.Deny), "a valid change should apply without restart")
 	g.Expect(reloads()).To(ContainElement(BeNil()), "a successful reload should be reported")
 
@@ -60,5 +61,5 @@ func TestWatcherReloadsValidChangesAndKeepsTheLastGoodPolicy(t *testing.T) {
 	write(header + "rules:\n  targets-nodes: {action: true}\n")
 	g.Eventually(func() []error { return reloads() }, 10*time.Second).Should(HaveLen(3), "a second invalid change should be reported too")
 	write(header + "rules:\n  targets-nodes: {action: off}\n")
-	g.Eventually(func() policy.Action { return store.Get().Action(policy.TargetsNodes) }, 10*time.Second).Should(Equal(policy.Off), "a valid change after an invalid one should apply")
+	g.Eventually(func() policy.Action { return store.Get().Action(rules.TargetsNodes) }, 10*time.Second).Should(Equal(policy.Off), "a valid change after an invalid one should apply")
 }

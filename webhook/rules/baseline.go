@@ -16,10 +16,10 @@ import (
 func (in *Input) baselineObject() *appsv1.DaemonSet {
 	if in.baseline == nil {
 		in.baseline = sync.OnceValue(func() *appsv1.DaemonSet {
-			probe := Input{Operation: Create, Object: withOwnMutableFields(in.OldObject), Policy: in.Policy}
+			probe := Input{Operation: Create, Object: in.catalog.withOwnMutableFields(in.OldObject), Policy: in.Policy}
 			// A mutation rule that fails leaves the baseline without its
 			// change; the validator reports that failure on its own.
-			_, _ = Mutate(&probe)
+			_, _ = in.catalog.Mutate(&probe)
 			return probe.Object
 		})
 	}

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"os"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -43,7 +44,7 @@ func FuzzSelectorMatchesTemplate(f *testing.F) {
 				}
 			}
 		})
-		findings := selectorMatchesTemplate(&Input{Operation: Create, Object: ds, Policy: policy.Default()})
+		findings := selectorMatchesTemplate(&Input{Operation: Create, Object: ds, Policy: policy.Default(Builtin())})
 		sel, err := metav1.LabelSelectorAsSelector(ds.Spec.Selector)
 		selects := err == nil && !sel.Empty() && sel.Matches(labels.Set(ds.Spec.Template.Labels))
 		if selects != (len(findings) == 0) {
@@ -108,6 +109,29 @@ func FuzzMaxUnavailable(f *testing.F) {
 			if s, _ := intstr.GetScaledValueFromIntOrPercent(ru.MaxSurge, targeted, true); s == 0 {
 				t.Fatalf("neither surge nor unavailability for %q/%q at %d: the controller would take one down", unavailable, surge, targeted)
 			}
+		}
+	})
+}
+
+// FuzzParsePolicy checks that no document makes the policy parser panic,
+// and that what it accepts with the built-in rules is valid.
+func FuzzParsePolicy(f *testing.F) {
+	example, err := os.ReadFile("../policy/testdata/example.yaml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(example)
+	f.Add([]byte("apiVersion: daemonset-guard.io/v1alpha1\nkind: Policy\n"))
+	f.Add([]byte("apiVersion: daemonset-guard.io/v1alpha1\nkind: Policy\nrules: {targets-nodes: {action: off}, rolling-update-defaults: {maxUnavailable: 2}}\n"))
+	f.Add([]byte("{{{"))
+	catalog := Builtin()
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		p, err := policy.Parse(doc, catalog)
+		if err != nil {
+			return
+		}
+		if errs := p.Validate(catalog); len(errs) > 0 {
+			t.Fatalf("Parse accepted an invalid policy: %v", errs)
 		}
 	})
 }

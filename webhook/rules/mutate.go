@@ -11,47 +11,18 @@ import (
 	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
 )
 
-// mutationRule changes the DaemonSet in place and reports whether it did.
-// fields copies every field that apply may change from one DaemonSet to
-// another: the mutating webhook diffs only those (see MutableFields). owned
-// are the same fields as managedFields paths, to name who else sets them.
-type mutationRule struct {
-	name   string
-	apply  func(in *Input) bool
-	fields func(from, to *appsv1.DaemonSet)
-	owned  [][]string
-}
-
-var mutationRules = []mutationRule{
-	{
-		name:  policy.DefaultTolerations,
-		apply: defaultTolerations,
-		fields: func(from, to *appsv1.DaemonSet) {
-			to.Spec.Template.Spec.Tolerations = from.Spec.Template.Spec.Tolerations
-		},
-		owned: [][]string{{"f:spec", "f:template", "f:spec", "f:tolerations"}},
-	},
-	{
-		name:  policy.RollingUpdateDefaults,
-		apply: rollingUpdateDefaults,
-		fields: func(from, to *appsv1.DaemonSet) {
-			to.Spec.UpdateStrategy = from.Spec.UpdateStrategy
-			to.Spec.MinReadySeconds = from.Spec.MinReadySeconds
-		},
-		owned: [][]string{maxUnavailablePath, minReadySecondsPath},
-	},
-}
-
 // MutableFields returns a DaemonSet that holds only the fields Mutate may
 // change, sharing them with ds. A JSON patch between the projections taken
 // before and after Mutate is the patch between the whole objects, at a
 // fraction of the cost of marshalling and diffing 4 KB twice. Marshal the
 // first projection before mutating: Mutate changes the shared fields in place.
-func MutableFields(ds *appsv1.DaemonSet) *appsv1.DaemonSet {
+func (c *Catalog) MutableFields(ds *appsv1.DaemonSet) *appsv1.DaemonSet {
 	projection := &appsv1.DaemonSet{}
 	projection.Annotations = ds.Annotations // Mutate records itself there
-	for _, r := range mutationRules {
-		r.fields(ds, projection)
+	for _, r := range c.rules {
+		if r.Kind == policy.Mutating {
+			r.Fields(ds, projection)
+		}
 	}
 	return projection
 }
@@ -59,12 +30,14 @@ func MutableFields(ds *appsv1.DaemonSet) *appsv1.DaemonSet {
 // withOwnMutableFields returns a copy of ds that Mutate can change without
 // changing ds: only the mutable fields are copied deeply, the rest (most of a
 // DaemonSet) is shared.
-func withOwnMutableFields(ds *appsv1.DaemonSet) *appsv1.DaemonSet {
+func (c *Catalog) withOwnMutableFields(ds *appsv1.DaemonSet) *appsv1.DaemonSet {
 	shallow := *ds
-	own := MutableFields(ds).DeepCopy()
+	own := c.MutableFields(ds).DeepCopy()
 	shallow.Annotations = own.Annotations
-	for _, r := range mutationRules {
-		r.fields(own, &shallow)
+	for _, r := range c.rules {
+		if r.Kind == policy.Mutating {
+			r.Fields(own, &shallow)
+		}
 	}
 	return &shallow
 }
@@ -76,22 +49,23 @@ func withOwnMutableFields(ds *appsv1.DaemonSet) *appsv1.DaemonSet {
 // idempotent: a second call on its own result changes nothing. The rules that
 // changed the object are added to its MutatedAnnotation, so that a user can
 // see why a field has a value they did not write.
-func Mutate(in *Input) ([]string, []RuleError) {
+func (c *Catalog) Mutate(in *Input) ([]string, []RuleError) {
+	in.catalog = c
 	var changed []string
 	var errs []RuleError
-	for _, r := range mutationRules {
-		if in.Policy.Action(r.name) != policy.Apply || !applies(in, r.name) {
+	for _, r := range c.rules {
+		if r.Kind != policy.Mutating || in.Policy.Action(r.Name) != policy.Apply || !applies(in, r.Name) {
 			continue
 		}
 		scratch := *in
-		scratch.Object = withOwnMutableFields(in.Object)
-		did, err := isolate(r.name, func() (bool, error) { return r.apply(&scratch), nil })
+		scratch.Object = c.withOwnMutableFields(in.Object)
+		did, err := isolate(r.Name, func() (bool, error) { return r.Apply(&scratch), nil })
 		switch {
 		case err != nil:
 			errs = append(errs, *err)
 		case did:
-			r.fields(scratch.Object, in.Object)
-			changed = append(changed, r.name)
+			r.Fields(scratch.Object, in.Object)
+			changed = append(changed, r.Name)
 		}
 	}
 	if len(changed) == 0 {
@@ -138,8 +112,8 @@ func pendingMutations(in *Input) ([]Finding, []RuleError) {
 		return nil, nil
 	}
 	probe := *in
-	probe.Object = withOwnMutableFields(in.Object)
-	changed, errs := Mutate(&probe)
+	probe.Object = in.catalog.withOwnMutableFields(in.Object)
+	changed, errs := in.catalog.Mutate(&probe)
 	out := MutationFindings(in, errs)
 	for _, name := range changed {
 		out = append(out, in.pendingMutation(name))
@@ -149,8 +123,8 @@ func pendingMutations(in *Input) ([]Finding, []RuleError) {
 
 func (in *Input) pendingMutation(name string) Finding {
 	f := Finding{Rule: name, Field: field.NewPath("spec"), Action: policy.Warn}
-	i := slices.IndexFunc(mutationRules, func(r mutationRule) bool { return r.name == name })
-	others := in.otherManagers(mutationRules[i].owned)
+	rule, _ := in.catalog.Rule(name)
+	others := in.otherManagers(rule.Owned)
 	switch {
 	case slices.Contains(mutatedRules(in.Object), name):
 		f.Message = "daemonset-guard's mutating webhook has applied this rule to this DaemonSet, but the object reached validation without its change: " +

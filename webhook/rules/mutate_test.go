@@ -23,10 +23,10 @@ var (
 // examplePolicy is the policy of the README: control-plane toleration, 10%
 // maxUnavailable, 10 seconds minReadySeconds.
 func examplePolicy() *policy.Policy {
-	p := policy.Default()
-	p.Mutation.Tolerations = []corev1.Toleration{controlPlaneToleration}
-	p.Mutation.RollingUpdate.MaxUnavailable = ptr.To(intstr.FromString("10%"))
-	p.Mutation.RollingUpdate.MinReadySeconds = ptr.To[int32](10)
+	p := policy.Default(Builtin())
+	policy.OptionsOf[*DefaultTolerationsOptions](p, DefaultTolerations).Tolerations = []corev1.Toleration{controlPlaneToleration}
+	policy.OptionsOf[*RollingUpdateDefaultsOptions](p, RollingUpdateDefaults).MaxUnavailable = ptr.To(intstr.FromString("10%"))
+	policy.OptionsOf[*RollingUpdateDefaultsOptions](p, RollingUpdateDefaults).MinReadySeconds = ptr.To[int32](10)
 	return p
 }
 
@@ -158,21 +158,21 @@ func TestMutate(t *testing.T) {
 			name: "skips the rules a namespace is exempt from",
 			ds:   fixture.DaemonSet("fluentd"),
 			policy: func(p *policy.Policy) {
-				p.Exemptions = []policy.Exemption{{Namespaces: []string{"logging"}, Rules: policy.MutationRules}}
+				p.Exemptions = []policy.Exemption{{Namespaces: []string{"logging"}, Rules: Builtin().Names()}}
 			},
 		},
 		{
 			name: "changes nothing when the policy switches the mutation rules off",
 			ds:   fixture.DaemonSet("fluentd"),
 			policy: func(p *policy.Policy) {
-				p.Rules.DefaultTolerations.Action = policy.Off
-				p.Rules.RollingUpdateDefaults.Action = policy.Off
+				p.Rules[DefaultTolerations].Action = policy.Off
+				p.Rules[RollingUpdateDefaults].Action = policy.Off
 			},
 		},
 		{
 			name:   "changes nothing under the built-in policy",
 			ds:     fixture.DaemonSet("fluentd"),
-			policy: func(p *policy.Policy) { *p = *policy.Default() },
+			policy: func(p *policy.Policy) { *p = *policy.Default(Builtin()) },
 		},
 	}
 	for _, tt := range tests {
@@ -189,7 +189,7 @@ func TestMutate(t *testing.T) {
 			if tt.old != nil {
 				in.Operation = Update
 			}
-			changed, errs := Mutate(in)
+			changed, errs := Builtin().Mutate(in)
 			if errs != nil {
 				t.Fatalf("rule errors: %v", errs)
 			}
@@ -202,7 +202,7 @@ func TestMutate(t *testing.T) {
 			// Idempotence: a second pass, as on reinvocation, changes nothing.
 			again := in.Object.DeepCopy()
 			second := &Input{Operation: in.Operation, Object: again, OldObject: tt.old, Policy: p}
-			if changed, _ := Mutate(second); changed != nil || !equality.Semantic.DeepEqual(again, in.Object) {
+			if changed, _ := Builtin().Mutate(second); changed != nil || !equality.Semantic.DeepEqual(again, in.Object) {
 				t.Errorf("a second mutation changed %v", changed)
 			}
 		})
@@ -213,35 +213,31 @@ func TestMutateKeepsWhatTheWrittenFileSets(t *testing.T) {
 	written := fixture.Written("calico-node", withTolerations(controlPlaneToleration))
 	written.Spec.UpdateStrategy.RollingUpdate = &appsv1.RollingUpdateDaemonSet{MaxUnavailable: ptr.To(intstr.FromInt32(1))}
 	in := &Input{Operation: Create, Object: fixture.DaemonSet("calico-node", withTolerations(controlPlaneToleration)), Written: written, Policy: examplePolicy()}
-	changed, _ := Mutate(in)
+	changed, _ := Builtin().Mutate(in)
 	if got := *in.Object.Spec.UpdateStrategy.RollingUpdate.MaxUnavailable; got != intstr.FromInt32(1) {
 		t.Errorf("maxUnavailable = %s, want the file's 1", got.String())
 	}
-	if !equality.Semantic.DeepEqual(changed, []string{policy.RollingUpdateDefaults}) || in.Object.Spec.MinReadySeconds != 10 {
+	if !equality.Semantic.DeepEqual(changed, []string{RollingUpdateDefaults}) || in.Object.Spec.MinReadySeconds != 10 {
 		t.Errorf("changed %v with minReadySeconds %d, want only minReadySeconds set to the policy's 10", changed, in.Object.Spec.MinReadySeconds)
 	}
 }
 
 func TestAMutationRuleThatPanicsChangesNothingAndIsReported(t *testing.T) {
-	saved := mutationRules
-	t.Cleanup(func() { mutationRules = saved })
-	mutationRules = append([]mutationRule{{
-		name: policy.DefaultTolerations,
-		apply: func(in *Input) bool {
+	catalog := withRule(t, DefaultTolerations, func(r *Rule) {
+		r.Apply = func(in *Input) bool {
 			in.Object.Spec.Template.Spec.Tolerations = append(in.Object.Spec.Template.Spec.Tolerations, gpuToleration)
 			in.Object.Spec.UpdateStrategy.RollingUpdate.MaxUnavailable = ptr.To(intstr.FromInt32(7))
 			panic("half-way")
-		},
-		fields: saved[0].fields,
-	}}, saved[1:]...)
+		}
+	})
 
 	ds := fixture.DaemonSet("fluentd")
 	in := &Input{Operation: Create, Object: ds, Policy: examplePolicy()}
-	changed, errs := Mutate(in)
-	if len(errs) != 1 || errs[0].Rule != policy.DefaultTolerations || !strings.Contains(errs[0].Error(), "panic: half-way") || len(errs[0].Stack) == 0 {
+	changed, errs := catalog.Mutate(in)
+	if len(errs) != 1 || errs[0].Rule != DefaultTolerations || !strings.Contains(errs[0].Error(), "panic: half-way") || len(errs[0].Stack) == 0 {
 		t.Fatalf("errors %v, want the panic of default-tolerations with its stack", errs)
 	}
-	if !equality.Semantic.DeepEqual(changed, []string{policy.RollingUpdateDefaults}) {
+	if !equality.Semantic.DeepEqual(changed, []string{RollingUpdateDefaults}) {
 		t.Errorf("changed %v, want only the rule that did not fail", changed)
 	}
 	if len(ds.Spec.Template.Spec.Tolerations) != 0 || *ds.Spec.UpdateStrategy.RollingUpdate.MaxUnavailable != intstr.FromString("10%") {

@@ -7,7 +7,58 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/kubernetes/pkg/apis/apps"
+	appsvalidation "k8s.io/kubernetes/pkg/apis/apps/validation"
+	corevalidation "k8s.io/kubernetes/pkg/apis/core/validation"
+
+	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
 )
+
+// RollingUpdateDefaults is the name of the rule that sets the policy's
+// rollout defaults where the user chose none.
+const RollingUpdateDefaults = "rolling-update-defaults"
+
+// RollingUpdateDefaultsOptions configures rolling-update-defaults.
+type RollingUpdateDefaultsOptions struct {
+	// MaxUnavailable replaces the API server's default of 1; int or percentage.
+	MaxUnavailable *intstr.IntOrString `json:"maxUnavailable,omitempty"`
+	// MinReadySeconds replaces the API server's default of 0.
+	MinReadySeconds *int32 `json:"minReadySeconds,omitempty"`
+}
+
+// Validate implements policy.Options as the API server validates a
+// DaemonSet's rolling update, with the maxSurge of 0 that a DaemonSet
+// injected into has by default.
+func (o *RollingUpdateDefaultsOptions) Validate(path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if v := o.MaxUnavailable; v != nil {
+		errs = append(errs, appsvalidation.ValidateRollingUpdateDaemonSet(&apps.RollingUpdateDaemonSet{MaxUnavailable: *v, MaxSurge: intstr.FromInt32(0)}, path)...)
+	}
+	if v := o.MinReadySeconds; v != nil {
+		errs = append(errs, corevalidation.ValidateNonnegativeField(int64(*v), path.Child("minReadySeconds"))...)
+	}
+	return errs
+}
+
+// RollingUpdateDefaults declares the rule.
+func (builtin) RollingUpdateDefaults() Rule {
+	return Rule{
+		Spec: policy.Spec{Name: RollingUpdateDefaults, Kind: policy.Mutating, Default: policy.Apply,
+			Options: func() policy.Options { return &RollingUpdateDefaultsOptions{} }},
+		Summary: "sets the policy's `maxUnavailable` and `minReadySeconds` where the user chose none",
+		Description: "Sets spec.updateStrategy.rollingUpdate.maxUnavailable and spec.minReadySeconds to the policy's values where the user chose none; " +
+			"neither is in the pod template, so no rollout starts. A value counts as the user's choice when it differs from the API server's default, " +
+			"when an UPDATE changes it, when the last applied configuration or a server-side apply manager sets it, or, in check, when the file writes it. " +
+			"An explicit OnDelete strategy is left alone. The built-in policy sets neither value.",
+		Apply: rollingUpdateDefaults,
+		Fields: func(from, to *appsv1.DaemonSet) {
+			to.Spec.UpdateStrategy = from.Spec.UpdateStrategy
+			to.Spec.MinReadySeconds = from.Spec.MinReadySeconds
+		},
+		Owned: [][]string{maxUnavailablePath, minReadySecondsPath},
+	}
+}
 
 // lastAppliedAnnotation is where client-side kubectl apply keeps the
 // configuration the user last applied.
@@ -40,7 +91,7 @@ var (
 // daemonset-guard.io/skip: rolling-update-defaults.
 func rollingUpdateDefaults(in *Input) bool {
 	ds := in.Object
-	defaults := in.Policy.Mutation.RollingUpdate
+	defaults := policy.OptionsOf[*RollingUpdateDefaultsOptions](in.Policy, RollingUpdateDefaults)
 	chosen := userChoices(in)
 	changed := false
 

@@ -58,16 +58,16 @@ func TestRolloutBudgetNeverDeniesWhatAnAcceptedPolicyInjects(t *testing.T) {
 	}
 	denies := func(pol *policy.Policy, n int) bool {
 		in := &Input{Operation: Create, Object: fixture.DaemonSet("fluentd"), Policy: pol, Nodes: inventory.New(nodes[:n]...)}
-		if _, errs := Mutate(in); errs != nil {
+		if _, errs := Builtin().Mutate(in); errs != nil {
 			t.Fatal(errs)
 		}
-		findings, _ := Validate(in)
-		return slices.ContainsFunc(findings, func(f Finding) bool { return f.Rule == policy.RolloutBudget && f.Action == policy.Deny })
+		findings, _ := Builtin().Validate(in)
+		return slices.ContainsFunc(findings, func(f Finding) bool { return f.Rule == RolloutBudget && f.Action == policy.Deny })
 	}
 	for _, injected := range shares {
 		for _, budget := range shares {
-			doc := fmt.Sprintf("apiVersion: daemonset-guard.io/v1alpha1\nkind: Policy\nmutation:\n  rollingUpdate: {maxUnavailable: %s}\nrules:\n  rollout-budget: {action: deny, maxUnavailable: %s}\n", injected, budget)
-			p, err := policy.Parse([]byte(doc))
+			doc := fmt.Sprintf("apiVersion: daemonset-guard.io/v1alpha1\nkind: Policy\nrules:\n  rolling-update-defaults: {maxUnavailable: %s}\n  rollout-budget: {action: deny, maxUnavailable: %s}\n", injected, budget)
+			p, err := policy.Parse([]byte(doc), Builtin())
 			if err == nil {
 				for n := 1; n <= 250; n++ {
 					if denies(p, n) {
@@ -80,10 +80,10 @@ func TestRolloutBudgetNeverDeniesWhatAnAcceptedPolicyInjects(t *testing.T) {
 			if _, scanErr := fmt.Sscanf(err.Error()[strings.Index(err.Error(), "targets "):], "targets %d nodes", &n); scanErr != nil || n > len(nodes) {
 				t.Fatalf("injected %s, budget %s: %v", injected, budget, err)
 			}
-			pol := policy.Default()
-			pol.Rules.RolloutBudget.Action = policy.Deny
-			pol.Rules.RolloutBudget.MaxUnavailable = ptr.To(intstr.Parse(strings.Trim(budget, `"`)))
-			pol.Mutation.RollingUpdate.MaxUnavailable = ptr.To(intstr.Parse(strings.Trim(injected, `"`)))
+			pol := policy.Default(Builtin())
+			pol.Rules[RolloutBudget].Action = policy.Deny
+			policy.OptionsOf[*RolloutBudgetOptions](pol, RolloutBudget).MaxUnavailable = intstr.Parse(strings.Trim(budget, `"`))
+			policy.OptionsOf[*RollingUpdateDefaultsOptions](pol, RollingUpdateDefaults).MaxUnavailable = ptr.To(intstr.Parse(strings.Trim(injected, `"`)))
 			if !denies(pol, n) || (n > 1 && denies(pol, n-1)) {
 				t.Errorf("injected %s, budget %s: refused (%v), but %d nodes is not the first count rollout-budget denies", injected, budget, err, n)
 			}

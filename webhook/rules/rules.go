@@ -10,8 +10,10 @@
 package rules
 
 import (
+	"cmp"
 	"fmt"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -63,6 +65,7 @@ type Input struct {
 	// Nodes is nil when no node information exists; node rules then say so.
 	Nodes Nodes
 
+	catalog  *Catalog
 	coverage func() (inventory.Coverage, error)
 	baseline func() *appsv1.DaemonSet
 }
@@ -90,6 +93,8 @@ func (in *Input) nodesReady(rule string) (bool, []Finding) {
 
 // Finding is one thing a rule found.
 type Finding struct {
+	// Rule is the rule that found it; empty for what is said of the
+	// request itself (an unknown name in the skip annotation).
 	Rule string
 	// Action is Deny or Warn. Rules leave it empty to mean "what the policy
 	// says for this rule"; advisory findings set Warn.
@@ -100,7 +105,7 @@ type Finding struct {
 
 // String formats the finding as an admission warning.
 func (f Finding) String() string {
-	return fmt.Sprintf("[%s] %s: %s", f.Rule, f.Field, f.Message)
+	return fmt.Sprintf("[%s] %s: %s", cmp.Or(f.Rule, "daemonset-guard"), f.Field, f.Message)
 }
 
 // FieldError formats a denying finding for apierrors.NewInvalid.
@@ -147,40 +152,22 @@ func isolate[T any](rule string, run func() (T, error)) (result T, ruleErr *Rule
 	return result, nil
 }
 
-// validationRule is one validation rule: it reports what it finds, and the
-// engine decides from the policy whether that denies, warns or is ignored.
-type validationRule struct {
-	name  string
-	check func(in *Input) ([]Finding, error)
-}
-
-var validationRules = []validationRule{
-	{policy.SelectorImmutable, infallible(selectorImmutable)},
-	{policy.SelectorMatchesTemplate, infallible(selectorMatchesTemplate)},
-	{policy.RestartPolicyAlways, infallible(restartPolicyAlways)},
-	{policy.TargetsNodes, targetsNodes},
-	{policy.SelectorStableLabels, infallible(selectorStableLabels)},
-	{policy.RolloutBudget, rolloutBudget},
-}
-
-// infallible adapts a rule that cannot fail (but for a panic) to the signature
-// of those that can.
-func infallible(check func(in *Input) []Finding) func(in *Input) ([]Finding, error) {
-	return func(in *Input) ([]Finding, error) { return check(in), nil }
-}
-
-// Validate runs every enabled validation rule and returns the findings, each
-// with its final action, and the rules that could not be evaluated (already
-// answered among the findings as their onError says).
-func Validate(in *Input) ([]Finding, []RuleError) {
-	var out []Finding
+// Validate runs every enabled validation rule of the catalog and returns
+// the findings, each with its final action, and the rules that could not be
+// evaluated (already answered among the findings as their onError says).
+func (c *Catalog) Validate(in *Input) ([]Finding, []RuleError) {
+	in.catalog = c
+	out := in.skipFindings()
 	var errs []RuleError
-	for _, r := range validationRules {
-		action := in.Policy.Action(r.name)
-		if action == policy.Off || !applies(in, r.name) {
+	for _, r := range c.rules {
+		if r.Kind != policy.Validating {
 			continue
 		}
-		findings, err := isolate(r.name, func() ([]Finding, error) { return r.check(in) })
+		action := in.Policy.Action(r.Name)
+		if action == policy.Off || !applies(in, r.Name) {
+			continue
+		}
+		findings, err := isolate(r.Name, func() ([]Finding, error) { return r.Check(in) })
 		if err != nil {
 			errs = append(errs, *err)
 			findings = []Finding{in.unevaluated(*err)}
@@ -221,4 +208,26 @@ func applies(in *Input, rule string) bool {
 		}
 	}
 	return true
+}
+
+// skipFindings warns about names in the skip annotation that are no rule: a
+// misspelt name must never pass for a skip that works. The request is judged
+// as if the name were not there.
+func (in *Input) skipFindings() []Finding {
+	skip, ok := in.Object.Annotations[SkipAnnotation]
+	if !ok {
+		return nil
+	}
+	var unknown []string
+	for s := range strings.SplitSeq(skip, ",") {
+		if s = strings.TrimSpace(s); s != "" && s != "*" && !in.Policy.Known(s) {
+			unknown = append(unknown, strconv.Quote(s))
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	return []Finding{{Action: policy.Warn, Field: field.NewPath("metadata", "annotations").Key(SkipAnnotation),
+		Message: fmt.Sprintf("no rule is named %s, so nothing was skipped for it; the rules are %s (daemonset-guard rules lists them), or * for all",
+			strings.Join(unknown, ", "), strings.Join(in.catalog.Names(), ", "))}}
 }

@@ -9,6 +9,21 @@ import (
 	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
 )
 
+// SelectorImmutable is the name of the rule that refuses selector changes.
+const SelectorImmutable = "selector-immutable"
+
+// SelectorImmutable declares the rule.
+func (builtin) SelectorImmutable() Rule {
+	return Rule{
+		Spec:    policy.Spec{Name: SelectorImmutable, Kind: policy.Validating, Default: policy.Deny},
+		Summary: "an UPDATE may not change `spec.selector`",
+		Description: "A DaemonSet's selector can never change: the API server refuses the update. " +
+			"This rule says how to get what the user wanted (delete the DaemonSet keeping its pods, then create it with the new selector). " +
+			"Through a cluster the API server's own refusal comes first; the rule speaks where an update is judged before it reaches one.",
+		Check: infallible(selectorImmutable),
+	}
+}
+
 // selectorImmutable denies an update that changes spec.selector. The API
 // server refuses it too; this rule says how to get what the user wanted.
 func selectorImmutable(in *Input) []Finding {
@@ -16,7 +31,7 @@ func selectorImmutable(in *Input) []Finding {
 		return nil
 	}
 	return []Finding{{
-		Rule:  policy.SelectorImmutable,
+		Rule:  SelectorImmutable,
 		Field: field.NewPath("spec", "selector"),
 		Message: fmt.Sprintf("the selector of a DaemonSet cannot change after creation; to change it, "+
 			"delete the DaemonSet but keep its pods (kubectl delete daemonset %s -n %s --cascade=orphan), "+

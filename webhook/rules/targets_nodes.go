@@ -12,10 +12,39 @@ import (
 // lostNodesShown bounds the node names listed in a warning.
 const lostNodesShown = 5
 
+// TargetsNodes is the name of the rule that finds DaemonSets that run on no
+// node, and the nodes an update takes away.
+const TargetsNodes = "targets-nodes"
+
+// TargetsNodesOptions configures targets-nodes.
+type TargetsNodesOptions struct {
+	// ReportCoverage also reports, as a warning, on how many nodes a
+	// DaemonSet that runs somewhere would run, and why the others are left out.
+	ReportCoverage bool `json:"reportCoverage,omitempty"`
+}
+
+// Validate implements policy.Options: every value is valid.
+func (*TargetsNodesOptions) Validate(*field.Path) field.ErrorList { return nil }
+
+// TargetsNodes declares the rule.
+func (builtin) TargetsNodes() Rule {
+	return Rule{
+		Spec: policy.Spec{Name: TargetsNodes, Kind: policy.Validating, Default: policy.Warn,
+			Options: func() policy.Options { return &TargetsNodesOptions{} }},
+		Summary: "the DaemonSet runs on at least one node; on UPDATE, which nodes lose their pod",
+		Description: "Places the pod template on every node of the live Node inventory exactly as the DaemonSet controller does " +
+			"(nodeName, nodeSelector, required node affinity, NoSchedule and NoExecute taints against the template's tolerations and those the controller adds), " +
+			"and finds a DaemonSet that would run on no node, with the reason each node is left out; on an UPDATE it also names the nodes that would lose their daemon pod. " +
+			"An UPDATE that leaves placement unchanged is only warned about, so a DaemonSet never becomes un-updatable because the cluster changed under it. " +
+			"reportCoverage: true also reports where every DaemonSet would run.",
+		Check: targetsNodes,
+	}
+}
+
 // targetsNodes finds DaemonSets that would run on no node, and on update warns
 // about nodes that would lose their daemon pod.
 func targetsNodes(in *Input) ([]Finding, error) {
-	if ready, findings := in.nodesReady(policy.TargetsNodes); !ready {
+	if ready, findings := in.nodesReady(TargetsNodes); !ready {
 		return findings, nil
 	}
 	path := field.NewPath("spec", "template", "spec")
@@ -25,15 +54,15 @@ func targetsNodes(in *Input) ([]Finding, error) {
 	}
 	var out []Finding
 	if cov.Eligible == 0 {
-		f := Finding{Rule: policy.TargetsNodes, Field: path, Message: "the DaemonSet would run on no node: " + cov.String()}
+		f := Finding{Rule: TargetsNodes, Field: path, Message: "the DaemonSet would run on no node: " + cov.String()}
 		// An update that leaves placement alone must stay possible even if
 		// the cluster changed under the DaemonSet since it was created.
 		if in.Operation == Update && in.placementUnchanged() {
 			f.Action = policy.Warn
 		}
 		out = append(out, f)
-	} else if in.Policy.Rules.TargetsNodes.ReportCoverage {
-		out = append(out, Finding{Rule: policy.TargetsNodes, Action: policy.Warn, Field: path, Message: "the DaemonSet would run on " + cov.String()})
+	} else if policy.OptionsOf[*TargetsNodesOptions](in.Policy, TargetsNodes).ReportCoverage {
+		out = append(out, Finding{Rule: TargetsNodes, Action: policy.Warn, Field: path, Message: "the DaemonSet would run on " + cov.String()})
 	}
 	if in.Operation == Update {
 		lost, err := in.Nodes.Lost(&in.OldObject.Spec.Template.Spec, &in.Object.Spec.Template.Spec)
@@ -41,7 +70,7 @@ func targetsNodes(in *Input) ([]Finding, error) {
 			return nil, err
 		}
 		if len(lost) > 0 {
-			out = append(out, Finding{Rule: policy.TargetsNodes, Action: policy.Warn, Field: path,
+			out = append(out, Finding{Rule: TargetsNodes, Action: policy.Warn, Field: path,
 				Message: fmt.Sprintf("%d nodes would lose their daemon pod: %s", len(lost), nameList(lost))})
 		}
 	}

@@ -55,7 +55,7 @@ func withMaxUnavailable(v intstr.IntOrString) func(*appsv1.DaemonSet) {
 }
 
 func TestValidate(t *testing.T) {
-	denyTargets := func(p *policy.Policy) { p.Rules.TargetsNodes.Action = policy.Deny }
+	denyTargets := func(p *policy.Policy) { p.Rules[TargetsNodes].Action = policy.Deny }
 	tests := []struct {
 		name      string
 		old       *appsv1.DaemonSet // nil means CREATE
@@ -242,7 +242,7 @@ func TestValidate(t *testing.T) {
 		{
 			name:   "reports the coverage of a DaemonSet that runs somewhere when the policy asks",
 			ds:     fixture.DaemonSet("fluentd", withNodeSelector("disktype", "ssd")),
-			policy: func(p *policy.Policy) { p.Rules.TargetsNodes.ReportCoverage = true },
+			policy: func(p *policy.Policy) { policy.OptionsOf[*TargetsNodesOptions](p, TargetsNodes).ReportCoverage = true },
 			want:   []want{{"targets-nodes", "warn", "spec.template.spec", "the DaemonSet would run on 3 of 8 nodes: 3 lack label disktype=ssd, 2 have untolerated taint dedicated=gpu:NoSchedule"}},
 		},
 		{
@@ -275,8 +275,8 @@ func TestValidate(t *testing.T) {
 			old:  fixture.DaemonSet("fluentd"),
 			ds:   fixture.DaemonSet("fluentd", func(ds *appsv1.DaemonSet) { ds.DeletionTimestamp = &metav1.Time{}; ds.Finalizers = nil }),
 			policy: func(p *policy.Policy) {
-				p.Rules.TargetsNodes.OnError = policy.OnErrorDeny
-				p.Rules.RolloutBudget.Action = policy.Off
+				p.Rules[TargetsNodes].OnError = policy.OnErrorDeny
+				p.Rules[RolloutBudget].Action = policy.Off
 			},
 			view:     panickingNodes{},
 			want:     []want{{"targets-nodes", "warn", "spec", "its onError is deny: panic: a bug"}},
@@ -314,7 +314,7 @@ func TestValidate(t *testing.T) {
 		{
 			name:   "denies an excessive maxUnavailable when the policy says deny",
 			ds:     fixture.DaemonSet("fluentd", withMaxUnavailable(intstr.FromInt32(3))),
-			policy: func(p *policy.Policy) { p.Rules.RolloutBudget.Action = policy.Deny },
+			policy: func(p *policy.Policy) { p.Rules[RolloutBudget].Action = policy.Deny },
 			want:   []want{{"rollout-budget", "deny", "spec.updateStrategy.rollingUpdate.maxUnavailable", "3 of the 5 targeted nodes"}},
 		},
 		{
@@ -338,13 +338,13 @@ func TestValidate(t *testing.T) {
 		{
 			name:   "switches a rule off when the policy says off",
 			ds:     fixture.DaemonSet("fluentd", withNodeSelector("disktype", "nvme")),
-			policy: func(p *policy.Policy) { p.Rules.TargetsNodes.Action = policy.Off },
+			policy: func(p *policy.Policy) { p.Rules[TargetsNodes].Action = policy.Off },
 		},
 		{
 			name: "exempts a namespace from the rules the policy lists for it",
 			ds:   fixture.DaemonSet("fluentd", withNodeSelector("disktype", "nvme")),
 			policy: func(p *policy.Policy) {
-				p.Exemptions = []policy.Exemption{{Namespaces: []string{"logging"}, Rules: []string{policy.TargetsNodes}}}
+				p.Exemptions = []policy.Exemption{{Namespaces: []string{"logging"}, Rules: []string{TargetsNodes}}}
 			},
 		},
 		{
@@ -376,7 +376,7 @@ func TestValidate(t *testing.T) {
 				terms := &ds.Spec.Template.Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms
 				*terms = append(*terms, corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "node-role.kubernetes.io/control-plane", Operator: corev1.NodeSelectorOpExists}}})
 			}),
-			policy: func(p *policy.Policy) { p.Rules.TargetsNodes.ReportCoverage = true },
+			policy: func(p *policy.Policy) { policy.OptionsOf[*TargetsNodesOptions](p, TargetsNodes).ReportCoverage = true },
 			want:   []want{{"targets-nodes", "warn", "spec.template.spec", "would run on 3 of 8 nodes: 5 match none of the 2 required node affinity terms"}},
 		},
 		{
@@ -386,15 +386,15 @@ func TestValidate(t *testing.T) {
 			}),
 			policy:   denyTargets,
 			view:     panickingNodes{},
-			want:     []want{{"restart-policy-always", "deny", "spec.template.spec.restartPolicy", "restartPolicy is Never"}, {"targets-nodes", "warn", "spec", "the rule could not be evaluated, so it was not applied (its onError is allow): panic: a bug"}, {"rollout-budget", "warn", "spec", "could not be evaluated"}},
-			wantErrs: []string{"rule targets-nodes: panic: a bug", "rule rollout-budget: panic: a bug"},
+			want:     []want{{"restart-policy-always", "deny", "spec.template.spec.restartPolicy", "restartPolicy is Never"}, {"rollout-budget", "warn", "spec", "could not be evaluated"}, {"targets-nodes", "warn", "spec", "the rule could not be evaluated, so it was not applied (its onError is allow): panic: a bug"}},
+			wantErrs: []string{"rule rollout-budget: panic: a bug", "rule targets-nodes: panic: a bug"},
 		},
 		{
 			name: "denies for a rule that cannot be evaluated when its onError says deny",
 			ds:   fixture.DaemonSet("fluentd"),
 			policy: func(p *policy.Policy) {
-				p.Rules.TargetsNodes.OnError = policy.OnErrorDeny
-				p.Rules.RolloutBudget.Action = policy.Off
+				p.Rules[TargetsNodes].OnError = policy.OnErrorDeny
+				p.Rules[RolloutBudget].Action = policy.Off
 			},
 			view:     panickingNodes{},
 			want:     []want{{"targets-nodes", "deny", "spec", "the rule could not be evaluated, and its onError is deny: panic: a bug"}},
@@ -406,8 +406,8 @@ func TestValidate(t *testing.T) {
 				ds.Spec.Template.Spec.Affinity = fixture.RequiredTerms(5000, corev1.LabelHostname, func(i int) string { return fmt.Sprintf("node-%d", i) })
 			}),
 			nodes:    fixture.Cluster(400, 4),
-			want:     []want{{"targets-nodes", "warn", "spec", "placement is too expensive to check: 400 groups of alike nodes"}, {"rollout-budget", "warn", "spec", "placement is too expensive to check"}},
-			wantErrs: []string{"rule targets-nodes: placement is too expensive to check", "rule rollout-budget: placement is too expensive to check"},
+			want:     []want{{"rollout-budget", "warn", "spec", "placement is too expensive to check"}, {"targets-nodes", "warn", "spec", "placement is too expensive to check: 400 groups of alike nodes"}},
+			wantErrs: []string{"rule rollout-budget: placement is too expensive to check", "rule targets-nodes: placement is too expensive to check: 400 groups of alike nodes"},
 		},
 		{
 			name: "judges an image-only update by the image, not by the toleration the policy now adds",
@@ -416,30 +416,36 @@ func TestValidate(t *testing.T) {
 				withAnnotation(MutatedAnnotation, "default-tolerations")),
 			policy: func(p *policy.Policy) {
 				denyTargets(p)
-				p.Mutation.Tolerations = []corev1.Toleration{controlPlaneToleration}
+				policy.OptionsOf[*DefaultTolerationsOptions](p, DefaultTolerations).Tolerations = []corev1.Toleration{controlPlaneToleration}
 			},
 			want: []want{{"targets-nodes", "warn", "spec.template.spec", "would run on no node"}},
 		},
 		{
-			name:   "does not count a step larger than the targeted nodes as more nodes than there are",
-			ds:     fixture.DaemonSet("fluentd", withMaxUnavailable(intstr.FromInt32(4))),
-			nodes:  []*corev1.Node{fixture.Node("a", nil), fixture.Node("b", nil)},
-			policy: func(p *policy.Policy) { p.Rules.RolloutBudget.MaxUnavailable = ptr.To(intstr.FromString("50%")) },
-			want:   []want{{"rollout-budget", "warn", "spec.updateStrategy.rollingUpdate.maxUnavailable", "take down the daemon pods of 2 of the 2 targeted nodes"}},
+			name:  "does not count a step larger than the targeted nodes as more nodes than there are",
+			ds:    fixture.DaemonSet("fluentd", withMaxUnavailable(intstr.FromInt32(4))),
+			nodes: []*corev1.Node{fixture.Node("a", nil), fixture.Node("b", nil)},
+			policy: func(p *policy.Policy) {
+				policy.OptionsOf[*RolloutBudgetOptions](p, RolloutBudget).MaxUnavailable = intstr.FromString("50%")
+			},
+			want: []want{{"rollout-budget", "warn", "spec.updateStrategy.rollingUpdate.maxUnavailable", "take down the daemon pods of 2 of the 2 targeted nodes"}},
 		},
 		{
-			name:   "refuses, with retry, a new DaemonSet that reached validation without the mutation",
-			ds:     fixture.DaemonSet("fluentd"),
-			policy: func(p *policy.Policy) { p.Mutation.Tolerations = []corev1.Toleration{controlPlaneToleration} },
-			want:   []want{{"default-tolerations", "deny", "spec", "the mutating webhook has not applied this rule, which it fails open on when it cannot be reached; retry the request"}},
+			name: "refuses, with retry, a new DaemonSet that reached validation without the mutation",
+			ds:   fixture.DaemonSet("fluentd"),
+			policy: func(p *policy.Policy) {
+				policy.OptionsOf[*DefaultTolerationsOptions](p, DefaultTolerations).Tolerations = []corev1.Toleration{controlPlaneToleration}
+			},
+			want: []want{{"default-tolerations", "deny", "spec", "the mutating webhook has not applied this rule, which it fails open on when it cannot be reached; retry the request"}},
 		},
 		{
 			name: "warns instead of refusing when the mutation ran but something set the field back, so that a retry cannot loop",
 			ds: fixture.DaemonSet("fluentd", withAnnotation(MutatedAnnotation, "rolling-update-defaults"), func(ds *appsv1.DaemonSet) {
 				ds.ManagedFields = []metav1.ManagedFieldsEntry{updateEntry("kubectl-create", `{"f:spec":{"f:updateStrategy":{"f:rollingUpdate":{"f:maxUnavailable":{}}}}}`)}
 			}),
-			policy: func(p *policy.Policy) { p.Mutation.RollingUpdate.MaxUnavailable = ptr.To(intstr.FromString("10%")) },
-			want:   []want{{"rolling-update-defaults", "warn", "spec", "has applied this rule to this DaemonSet, but the object reached validation without its change"}},
+			policy: func(p *policy.Policy) {
+				policy.OptionsOf[*RollingUpdateDefaultsOptions](p, RollingUpdateDefaults).MaxUnavailable = ptr.To(intstr.FromString("10%"))
+			},
+			want: []want{{"rolling-update-defaults", "warn", "spec", "has applied this rule to this DaemonSet, but the object reached validation without its change"}},
 		},
 		{
 			// This request's own entry (changed since the stored object) owns
@@ -451,8 +457,10 @@ func TestValidate(t *testing.T) {
 			ds: fixture.DaemonSet("fluentd", withImage("fluentd:v2"), withManagedFields(
 				updateEntry("helm", `{"f:spec":{"f:template":{"f:spec":{"f:tolerations":{}}}}}`),
 				updateEntry("kubectl-edit", `{"f:spec":{"f:template":{"f:spec":{"f:containers":{},"f:tolerations":{}}}}}`))),
-			policy: func(p *policy.Policy) { p.Mutation.Tolerations = []corev1.Toleration{controlPlaneToleration} },
-			want:   []want{{"default-tolerations", "warn", "spec", "the fields it sets are owned by helm;"}},
+			policy: func(p *policy.Policy) {
+				policy.OptionsOf[*DefaultTolerationsOptions](p, DefaultTolerations).Tolerations = []corev1.Toleration{controlPlaneToleration}
+			},
+			want: []want{{"default-tolerations", "warn", "spec", "the fields it sets are owned by helm;"}},
 		},
 		{
 			name: "skips every rule when the skip annotation says *",
@@ -464,7 +472,7 @@ func TestValidate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := policy.Default()
+			p := policy.Default(Builtin())
 			if tt.policy != nil {
 				tt.policy(p)
 			}
@@ -484,7 +492,7 @@ func TestValidate(t *testing.T) {
 			case !tt.noNodes:
 				in.Nodes = inventory.New(nodes...)
 			}
-			findings, errs := Validate(in)
+			findings, errs := Builtin().Validate(in)
 			assertFindings(t, findings, tt.want)
 			if len(errs) != len(tt.wantErrs) {
 				t.Fatalf("rule errors %v, want %q", errs, tt.wantErrs)
