@@ -302,7 +302,8 @@ func (p *placement) parse() {
 	if p.tolerations != nil {
 		return
 	}
-	p.affinity = nodeaffinity.GetRequiredNodeAffinity(&corev1.Pod{Spec: *p.spec})
+	// As daemon.NodeShouldRunDaemonPod builds it, from the template alone.
+	p.affinity = nodeaffinity.NewRequiredNodeAffinity(p.spec.NodeSelector, p.spec.Affinity)
 	p.tolerations = daemonpod.Tolerations(p.spec)
 	for _, k := range slices.Sorted(maps.Keys(p.spec.NodeSelector)) {
 		v := p.spec.NodeSelector[k]

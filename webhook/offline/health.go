@@ -51,7 +51,9 @@ func (e Evaluator) Health(ds *appsv1.DaemonSet) Health {
 	if s.NumberMisscheduled > 0 {
 		h.Problems = append(h.Problems, fmt.Sprintf("%d pods run on nodes that should not run them", s.NumberMisscheduled))
 	}
-	if limit, err := rules.MaxUnavailable(ds.Spec.UpdateStrategy.RollingUpdate, int(s.DesiredNumberScheduled)); err == nil &&
+	// An OnDelete DaemonSet updates a pod only when someone deletes it.
+	rolling := ds.Spec.UpdateStrategy.Type == appsv1.RollingUpdateDaemonSetStrategyType
+	if limit, err := rules.MaxUnavailable(ds, int(s.DesiredNumberScheduled)); err == nil && rolling &&
 		current && s.UpdatedNumberScheduled < s.DesiredNumberScheduled && s.NumberUnavailable > 0 && int(s.NumberUnavailable) >= limit {
 		h.Problems = append(h.Problems, fmt.Sprintf("the rollout waits at its maxUnavailable limit: %d of %d pods updated, %d unavailable", s.UpdatedNumberScheduled, s.DesiredNumberScheduled, s.NumberUnavailable))
 	}

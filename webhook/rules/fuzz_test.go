@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"errors"
 	"os"
 	"testing"
 
@@ -10,7 +11,6 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/klog/v2"
-	"k8s.io/utils/ptr"
 
 	"github.com/daemonset-guard/daemonset-guard/internal/fixture"
 	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
@@ -85,30 +85,50 @@ func FuzzTolerated(f *testing.F) {
 	})
 }
 
-// FuzzMaxUnavailable checks that resolving maxUnavailable never panics and
-// stays within what the controller could take down.
+// FuzzMaxUnavailable holds MaxUnavailable to an oracle of its own: the
+// controller's arithmetic done with apimachinery's scaling directly (a
+// percentage of the targeted nodes, rounded up; one pod at a time when
+// neither unavailability nor surge is set), on strategies of either type.
 func FuzzMaxUnavailable(f *testing.F) {
-	f.Add("1", "0", 10)
-	f.Add("25%", "0", 7)
-	f.Add("0", "100%", 3)
-	f.Add("0", "0", 5)
-	f.Add("150%", "x", 0)
-	f.Fuzz(func(t *testing.T, unavailable, surge string, targeted int) {
+	f.Add("1", "0", 10, true)
+	f.Add("25%", "0", 7, true)
+	f.Add("0", "100%", 3, true)
+	f.Add("0", "0", 5, true)
+	f.Add("150%", "x", 0, true)
+	f.Add("3", "0", 5, false)
+	f.Fuzz(func(t *testing.T, unavailable, surge string, targeted int, rolling bool) {
 		if targeted < 0 || targeted > 1_000_000 {
 			return
 		}
-		ru := &appsv1.RollingUpdateDaemonSet{MaxUnavailable: ptr.To(intstr.Parse(unavailable)), MaxSurge: ptr.To(intstr.Parse(surge))}
-		n, err := MaxUnavailable(ru, targeted)
-		if err != nil {
-			return
-		}
-		if n < 0 {
-			t.Fatalf("MaxUnavailable(%q, %q, %d) = %d", unavailable, surge, targeted, n)
-		}
-		if targeted > 0 && n == 0 {
-			if s, _ := intstr.GetScaledValueFromIntOrPercent(ru.MaxSurge, targeted, true); s == 0 {
-				t.Fatalf("neither surge nor unavailability for %q/%q at %d: the controller would take one down", unavailable, surge, targeted)
+		mu, ms := intstr.Parse(unavailable), intstr.Parse(surge)
+		ds := fixture.DaemonSet("fuzz", func(ds *appsv1.DaemonSet) {
+			ds.Spec.UpdateStrategy = appsv1.DaemonSetUpdateStrategy{Type: appsv1.OnDeleteDaemonSetStrategyType}
+			if rolling {
+				ds.Spec.UpdateStrategy = appsv1.DaemonSetUpdateStrategy{Type: appsv1.RollingUpdateDaemonSetStrategyType,
+					RollingUpdate: &appsv1.RollingUpdateDaemonSet{MaxUnavailable: &mu, MaxSurge: &ms}}
 			}
+		})
+		got, err := MaxUnavailable(ds, targeted)
+
+		want, wantSurge := 0, 0
+		var oracleErr error
+		if rolling {
+			var surgeErr error
+			want, oracleErr = intstr.GetScaledValueFromIntOrPercent(&mu, targeted, true)
+			wantSurge, surgeErr = intstr.GetScaledValueFromIntOrPercent(&ms, targeted, true)
+			oracleErr = errors.Join(oracleErr, surgeErr)
+			if want < 0 || wantSurge < 0 {
+				oracleErr = errors.Join(oracleErr, errors.New("negative"))
+			}
+		}
+		if targeted > 0 && want == 0 && wantSurge == 0 {
+			want = 1
+		}
+		switch {
+		case (err != nil) != (oracleErr != nil):
+			t.Fatalf("MaxUnavailable(%q, %q, rolling %v, %d) = %d, %v; the oracle's error is %v", unavailable, surge, rolling, targeted, got, err, oracleErr)
+		case err == nil && got != want:
+			t.Fatalf("MaxUnavailable(%q, %q, rolling %v, %d) = %d, want %d", unavailable, surge, rolling, targeted, got, want)
 		}
 	})
 }

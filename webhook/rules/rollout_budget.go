@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -8,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	daemonutil "k8s.io/kubernetes/pkg/controller/daemon/util"
 
 	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
 )
@@ -73,7 +75,7 @@ func rolloutBudget(in *Input) ([]Finding, error) {
 	if targeted == 0 {
 		return nil, nil
 	}
-	unavailable, err := MaxUnavailable(strategy.RollingUpdate, targeted)
+	unavailable, err := MaxUnavailable(in.Object, targeted)
 	if err != nil {
 		return nil, nil // the API server has already refused such a value
 	}
@@ -156,18 +158,27 @@ func firstBudgetConflict(maxUnavailable, budget intstr.IntOrString) (int, bool) 
 	return 0, false
 }
 
-// MaxUnavailable resolves a rolling update's maxUnavailable against the number
-// of targeted nodes exactly as the DaemonSet controller does (percentages of
-// maxUnavailable and maxSurge round up; with neither, one pod at a time).
-func MaxUnavailable(ru *appsv1.RollingUpdateDaemonSet, targeted int) (int, error) {
-	if ru == nil {
-		return 1, nil
+// MaxUnavailable resolves how many daemon pods one step of the DaemonSet's
+// rollout may take down on targeted nodes, with the controller's own
+// functions (UnavailableCount and SurgeCount of pkg/controller/daemon/util:
+// percentages round up). With neither unavailability nor surge the
+// controller takes one pod at a time; that rule sits in its unexported
+// updatedDesiredNodeCounts, so it is restated here, and FuzzMaxUnavailable
+// holds the whole to apimachinery's arithmetic. A negative value is an
+// error, as the API server's validation has it; the controller never sees
+// one.
+func MaxUnavailable(ds *appsv1.DaemonSet, targeted int) (int, error) {
+	unavailable, err := daemonutil.UnavailableCount(ds, targeted)
+	if err == nil && unavailable < 0 {
+		err = errors.New("must not be negative")
 	}
-	unavailable, err := scaled(ru.MaxUnavailable, targeted)
 	if err != nil {
 		return 0, fmt.Errorf("resolving maxUnavailable: %w", err)
 	}
-	surge, err := scaled(ru.MaxSurge, targeted)
+	surge, err := daemonutil.SurgeCount(ds, targeted)
+	if err == nil && surge < 0 {
+		err = errors.New("must not be negative")
+	}
 	if err != nil {
 		return 0, fmt.Errorf("resolving maxSurge: %w", err)
 	}
@@ -175,17 +186,4 @@ func MaxUnavailable(ru *appsv1.RollingUpdateDaemonSet, targeted int) (int, error
 		return 1, nil
 	}
 	return unavailable, nil
-}
-
-// scaled resolves v against total. A negative value is an error, as the API
-// server's validation has it; the controller never sees one.
-func scaled(v *intstr.IntOrString, total int) (int, error) {
-	if v == nil {
-		return 0, nil
-	}
-	n, err := intstr.GetScaledValueFromIntOrPercent(v, total, true)
-	if err == nil && n < 0 {
-		return 0, fmt.Errorf("%s must not be negative", v.String())
-	}
-	return n, err
 }

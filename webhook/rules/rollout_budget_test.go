@@ -26,13 +26,15 @@ func TestMaxUnavailable(t *testing.T) {
 		{name: "rounds a percentage up, as the controller does", unavailable: "10%", surge: "0", targeted: 15, want: 2},
 		{name: "takes one pod at a time when neither is set above zero", unavailable: "0", surge: "0", targeted: 5, want: 1},
 		{name: "takes none down when surging", unavailable: "0", surge: "1", targeted: 5, want: 0},
-		{name: "refuses a negative count, as the API server does", unavailable: "-1", surge: "0", targeted: 100, wantErr: "resolving maxUnavailable: -1 must not be negative"},
-		{name: "refuses a negative percentage", unavailable: "1", surge: "-5%", targeted: 100, wantErr: "resolving maxSurge: -5% must not be negative"},
+		{name: "refuses a negative count, as the API server does", unavailable: "-1", surge: "0", targeted: 100, wantErr: "resolving maxUnavailable: must not be negative"},
+		{name: "refuses a negative percentage", unavailable: "1", surge: "-5%", targeted: 100, wantErr: "resolving maxSurge: must not be negative"},
 		{name: "refuses a percentage that is not a number", unavailable: "x%", surge: "0", targeted: 10, wantErr: "resolving maxUnavailable"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ru := &appsv1.RollingUpdateDaemonSet{MaxUnavailable: ptr.To(intstr.Parse(tc.unavailable)), MaxSurge: ptr.To(intstr.Parse(tc.surge))}
-			got, err := MaxUnavailable(ru, tc.targeted)
+			ds := fixture.DaemonSet("fluentd", func(ds *appsv1.DaemonSet) {
+				ds.Spec.UpdateStrategy.RollingUpdate = &appsv1.RollingUpdateDaemonSet{MaxUnavailable: ptr.To(intstr.Parse(tc.unavailable)), MaxSurge: ptr.To(intstr.Parse(tc.surge))}
+			})
+			got, err := MaxUnavailable(ds, tc.targeted)
 			switch {
 			case tc.wantErr != "":
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
