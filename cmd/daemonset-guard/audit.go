@@ -48,11 +48,7 @@ func runAudit(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
-	cfg, err := restConfig(*kubeconfig)
-	if err != nil {
-		return fail(err)
-	}
-	client, err := kubernetes.NewForConfig(cfg)
+	client, err := clusterClient(*kubeconfig)
 	if err != nil {
 		return fail(err)
 	}

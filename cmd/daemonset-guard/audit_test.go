@@ -14,9 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/daemonset-guard/daemonset-guard/internal/fixture"
 	"github.com/daemonset-guard/daemonset-guard/internal/testenv"
@@ -24,14 +22,7 @@ import (
 
 func TestAuditReportsVerdictsAndLiveHealth(t *testing.T) {
 	g := NewWithT(t)
-	env := testenv.StartEnvironment(t, &envtest.Environment{})
-	user, err := env.AddUser(envtest.User{Name: "auditor", Groups: []string{"system:masters"}}, nil)
-	g.Expect(err).NotTo(HaveOccurred())
-	kubeconfigData, err := user.KubeConfig()
-	g.Expect(err).NotTo(HaveOccurred())
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	g.Expect(os.WriteFile(kubeconfig, kubeconfigData, 0o600)).To(Succeed())
-	client := kubernetes.NewForConfigOrDie(env.Config)
+	client, kubeconfig := startCluster(t)
 	ctx := context.Background()
 
 	for _, n := range []*corev1.Node{
@@ -41,8 +32,6 @@ func TestAuditReportsVerdictsAndLiveHealth(t *testing.T) {
 		_, err := client.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{})
 		g.Expect(err).NotTo(HaveOccurred())
 	}
-	_, err = client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "logging"}}, metav1.CreateOptions{})
-	g.Expect(err).NotTo(HaveOccurred())
 	// There is no controller here: write the status it would write.
 	create := func(ds *appsv1.DaemonSet, status appsv1.DaemonSetStatus) {
 		t.Helper()
@@ -102,20 +91,11 @@ func TestAuditSaysTheClusterCannotBeReached(t *testing.T) {
 // and a health problem, the other is judged as usual, and audit exits 3.
 func TestAuditReportsADaemonSetThatCannotBeEvaluatedAndJudgesTheOthers(t *testing.T) {
 	g := NewWithT(t)
-	env := testenv.StartEnvironment(t, &envtest.Environment{})
-	user, err := env.AddUser(envtest.User{Name: "auditor", Groups: []string{"system:masters"}}, nil)
-	g.Expect(err).NotTo(HaveOccurred())
-	kubeconfigData, err := user.KubeConfig()
-	g.Expect(err).NotTo(HaveOccurred())
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	g.Expect(os.WriteFile(kubeconfig, kubeconfigData, 0o600)).To(Succeed())
-	client := kubernetes.NewForConfigOrDie(env.Config)
+	client, kubeconfig := startCluster(t)
 	ctx := context.Background()
 	// Each node its own hostname: a template that lists hostnames sees a
 	// class per node.
 	testenv.CreateReadyNodes(t, client, fixture.Cluster(200, 4)...)
-	_, err = client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "logging"}}, metav1.CreateOptions{})
-	g.Expect(err).NotTo(HaveOccurred())
 	for _, ds := range []*appsv1.DaemonSet{
 		fixture.DaemonSet("fluentd"),
 		fixture.DaemonSet("pinned", func(ds *appsv1.DaemonSet) {

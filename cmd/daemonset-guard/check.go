@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,7 +14,9 @@ import (
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 
@@ -69,12 +72,13 @@ func runCheck(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var files stringList
 	fs.Var(&files, "f", "DaemonSets to check: a file, a directory of .yaml/.yml/.json files, or - for standard input; repeatable.")
 	nodesFile := fs.String("nodes", "", "Nodes to place the DaemonSets on, as `kubectl get nodes -o yaml` prints them.")
-	kubeconfig := fs.String("kubeconfig", "", "Read the nodes from this cluster instead of --nodes.")
+	kubeconfig := fs.String("kubeconfig", "", "Read the nodes from this cluster instead of --nodes, and judge each DaemonSet that exists there as an update of the live object, as kubectl diff does.")
+	liveFile := fs.String("live-objects", "", "Judge each DaemonSet found in this file (as `kubectl get ds -A -o yaml` prints them) as an update of it; without --kubeconfig.")
 	policyFile := fs.String("policy-file", "", "Policy to apply; empty uses the built-in policy.")
 	output := fs.String("o", "text", "Output format: text, json or yaml.")
 	patched := fs.String("patched", "", "Write the mutated DaemonSets (without the API server's defaults) to this file, - for standard output.")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: daemonset-guard check -f FILE|DIR|- [-f ...] [--nodes FILE | --kubeconfig FILE] [--policy-file FILE] [-o text|json|yaml] [--patched FILE]")
+		fmt.Fprintln(stderr, "usage: daemonset-guard check -f FILE|DIR|- [-f ...] [--nodes FILE] [--live-objects FILE] | [--kubeconfig FILE] [--policy-file FILE] [-o text|json|yaml] [--patched FILE]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -89,6 +93,8 @@ func runCheck(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return fail(errors.New("no input: give -f FILE, -f DIR or -f -"))
 	case *nodesFile != "" && *kubeconfig != "":
 		return fail(errors.New("give --nodes or --kubeconfig, not both"))
+	case *liveFile != "" && *kubeconfig != "":
+		return fail(errors.New("give --live-objects or --kubeconfig, not both: the cluster has the live objects"))
 	}
 
 	catalog := rules.Builtin()
@@ -96,7 +102,17 @@ func runCheck(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
-	nodes, err := loadNodes(*nodesFile, *kubeconfig, stdin)
+	var client kubernetes.Interface
+	if *kubeconfig != "" {
+		if client, err = clusterClient(*kubeconfig); err != nil {
+			return fail(err)
+		}
+	}
+	nodes, err := loadNodes(*nodesFile, client, stdin)
+	if err != nil {
+		return fail(err)
+	}
+	live, err := liveObjects(*liveFile, client, stdin)
 	if err != nil {
 		return fail(err)
 	}
@@ -119,7 +135,14 @@ func runCheck(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if err != nil {
 			return fail(err)
 		}
+		stored, err := live(ds.Namespace, ds.Name)
+		if err != nil {
+			return fail(err)
+		}
 		res := ev.Evaluate(ds)
+		if stored != nil {
+			res = ev.EvaluateUpdate(ds, stored)
+		}
 		report.Results = append(report.Results, CheckResult{Source: doc.source, Result: *res})
 		patchedDoc, err := patchedOrWritten(res, doc)
 		if err != nil {
@@ -173,8 +196,56 @@ func loadPolicy(path string, catalog *rules.Catalog) (*policy.Policy, error) {
 	return policy.Load(path, catalog)
 }
 
+// clusterClient connects to the cluster of a kubeconfig.
+func clusterClient(kubeconfig string) (kubernetes.Interface, error) {
+	cfg, err := restConfig(kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(cfg)
+}
+
+// liveObjects returns where to find the stored version of a DaemonSet: in a
+// snapshot file, in the cluster, or nowhere (every DaemonSet is then judged
+// as a create). A DaemonSet that is not found is judged as a create.
+func liveObjects(file string, client kubernetes.Interface, stdin io.Reader) (func(namespace, name string) (*appsv1.DaemonSet, error), error) {
+	switch {
+	case file != "":
+		docs, err := readDocuments([]string{file}, stdin)
+		if err != nil {
+			return nil, err
+		}
+		stored := map[types.NamespacedName]*appsv1.DaemonSet{}
+		for _, doc := range docs {
+			if doc.kind != "DaemonSet" {
+				return nil, badInput("%s: %s in --live-objects, where only DaemonSets belong", doc.source, doc.kind)
+			}
+			ds := &appsv1.DaemonSet{}
+			if err := json.Unmarshal(doc.raw, ds); err != nil {
+				return nil, badInput("%s: %w", doc.source, err)
+			}
+			stored[types.NamespacedName{Namespace: cmp.Or(ds.Namespace, metav1.NamespaceDefault), Name: ds.Name}] = ds
+		}
+		return func(namespace, name string) (*appsv1.DaemonSet, error) {
+			return stored[types.NamespacedName{Namespace: namespace, Name: name}], nil
+		}, nil
+	case client != nil:
+		return func(namespace, name string) (*appsv1.DaemonSet, error) {
+			ds, err := client.AppsV1().DaemonSets(namespace).Get(context.Background(), name, metav1.GetOptions{})
+			switch {
+			case apierrors.IsNotFound(err):
+				return nil, nil
+			case err != nil:
+				return nil, unreachableError{fmt.Errorf("reading DaemonSet %s/%s: %w", namespace, name, err)}
+			}
+			return ds, nil
+		}, nil
+	}
+	return func(string, string) (*appsv1.DaemonSet, error) { return nil, nil }, nil
+}
+
 // loadNodes reads the nodes from a file or a cluster; nil means none given.
-func loadNodes(file, kubeconfig string, stdin io.Reader) (*inventory.Inventory, error) {
+func loadNodes(file string, client kubernetes.Interface, stdin io.Reader) (*inventory.Inventory, error) {
 	var nodes []*corev1.Node
 	switch {
 	case file != "":
@@ -192,15 +263,7 @@ func loadNodes(file, kubeconfig string, stdin io.Reader) (*inventory.Inventory, 
 			}
 			nodes = append(nodes, n)
 		}
-	case kubeconfig != "":
-		cfg, err := restConfig(kubeconfig)
-		if err != nil {
-			return nil, err
-		}
-		client, err := kubernetes.NewForConfig(cfg)
-		if err != nil {
-			return nil, err
-		}
+	case client != nil:
 		list, err := client.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{})
 		if err != nil {
 			return nil, unreachableError{fmt.Errorf("listing nodes: %w", err)}
@@ -290,7 +353,11 @@ func writeResult(b *strings.Builder, c colours, r CheckResult) {
 	if r.Error != "" {
 		verdict += ": " + r.Error
 	}
-	fmt.Fprintf(b, "%s/%s (%s): %s\n", r.Namespace, r.Name, r.Source, verdict)
+	source := r.Source
+	if r.Operation == rules.Update {
+		source += ", as an update of the live object"
+	}
+	fmt.Fprintf(b, "%s/%s (%s): %s\n", r.Namespace, r.Name, source, verdict)
 	if len(r.Patch) > 0 {
 		fmt.Fprintf(b, "  mutated by %s:\n", strings.Join(r.Mutations, ", "))
 		for _, op := range r.Patch {

@@ -65,6 +65,7 @@ func TestCheck(t *testing.T) {
 		{name: "keeps the explicit maxUnavailable of 1 that calico-node's manifest writes, as kubectl apply does", args: []string{"-f", corpus, "--nodes", corpusNodes, "--policy-file", readmePolicy, "-o", "json"},
 			code: exitDenied, stdout: []string{`"name": "calico-node",
       "verdict": "admitted",
+      "operation": "CREATE",
       "mutations": [
         "rolling-update-defaults"
       ],

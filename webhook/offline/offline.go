@@ -7,6 +7,7 @@ package offline
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -35,6 +36,9 @@ type Result struct {
 	Name      string `json:"name"`
 	// Verdict is "admitted", "denied" or "error".
 	Verdict string `json:"verdict"`
+	// Operation is CREATE, or UPDATE when the DaemonSet was judged as an
+	// update of the stored one.
+	Operation rules.Operation `json:"operation"`
 	// Error says why the DaemonSet could not be evaluated (verdict "error").
 	Error string `json:"error,omitempty"`
 	// RuleErrors are the rules that could not be evaluated; the findings
@@ -99,18 +103,53 @@ type Evaluator struct {
 // the validating webhook's rules on the final object. A DaemonSet that
 // cannot be evaluated gets the verdict "error" and says why; Evaluate itself
 // never fails, so that one DaemonSet cannot stop a report.
-func (e Evaluator) Evaluate(written *appsv1.DaemonSet) (res *Result) {
+func (e Evaluator) Evaluate(written *appsv1.DaemonSet) *Result {
+	return e.evaluate(written, nil)
+}
+
+// EvaluateUpdate runs admission for the update of live, the DaemonSet as
+// stored, by written, as `kubectl apply` of the file would send it: the
+// file's object, defaulted, keeping what the file does not say of the
+// stored object's metadata (the annotations it does not set, its
+// managedFields) and the stored status.
+func (e Evaluator) EvaluateUpdate(written, live *appsv1.DaemonSet) *Result {
+	return e.evaluate(written, live)
+}
+
+// updated is the object an update of live by written sends to admission,
+// before defaulting.
+func updated(written, live *appsv1.DaemonSet) *appsv1.DaemonSet {
+	ds := written.DeepCopy()
+	annotations := maps.Clone(live.Annotations)
+	if annotations == nil && len(ds.Annotations) > 0 {
+		annotations = map[string]string{}
+	}
+	maps.Copy(annotations, ds.Annotations)
+	ds.Annotations = annotations
+	ds.UID, ds.ResourceVersion, ds.Generation, ds.CreationTimestamp = live.UID, live.ResourceVersion, live.Generation, live.CreationTimestamp
+	ds.ManagedFields = live.ManagedFields
+	ds.Status = *live.Status.DeepCopy()
+	return ds
+}
+
+// evaluate runs admission for a create (live nil) or an update of live.
+func (e Evaluator) evaluate(written, live *appsv1.DaemonSet) (res *Result) {
 	pol, nodes := e.Policy, e.Nodes
-	res = &Result{Namespace: written.Namespace, Name: written.Name, Verdict: Admitted}
+	op := rules.Create
+	res = &Result{Namespace: written.Namespace, Name: written.Name, Verdict: Admitted, Operation: op}
 	defer func() {
 		if r := recover(); r != nil {
 			res = &Result{Namespace: written.Namespace, Name: written.Name, Verdict: Failed, Error: fmt.Sprintf("panic: %v", r)}
 		}
 	}()
 	defaulted := written.DeepCopy()
+	if live != nil {
+		op, res.Operation = rules.Update, rules.Update
+		defaulted = updated(written, live)
+	}
 	Default(defaulted)
 	mutated := defaulted.DeepCopy()
-	mutations, errs := e.Rules.Mutate(&rules.Input{Operation: rules.Create, Object: mutated, Written: written, Policy: pol, Nodes: nodes})
+	mutations, errs := e.Rules.Mutate(&rules.Input{Operation: op, Object: mutated, OldObject: live, Written: written, Policy: pol, Nodes: nodes})
 	res.Mutations = mutations
 	// The API server defaults the object again after mutating admission.
 	Default(mutated)
@@ -121,7 +160,7 @@ func (e Evaluator) Evaluate(written *appsv1.DaemonSet) (res *Result) {
 			return &Result{Namespace: written.Namespace, Name: written.Name, Verdict: Failed, Error: err.Error()}
 		}
 	}
-	in := &rules.Input{Operation: rules.Create, Object: mutated, Written: written, Policy: pol, Nodes: nodes}
+	in := &rules.Input{Operation: op, Object: mutated, OldObject: live, Written: written, Policy: pol, Nodes: nodes}
 	findings, validateErrs := e.Rules.Validate(in)
 	for _, f := range findings {
 		res.Findings = append(res.Findings, Finding{Rule: f.Rule, Action: f.Action, Field: f.Field.String(), Message: f.Message})

@@ -19,7 +19,8 @@ func (builtin) SelectorImmutable() Rule {
 		Summary: "an UPDATE may not change `spec.selector`",
 		Description: "A DaemonSet's selector can never change: the API server refuses the update. " +
 			"This rule says how to get what the user wanted (delete the DaemonSet keeping its pods, then create it with the new selector). " +
-			"Through a cluster the API server's own refusal comes first; the rule speaks where an update is judged before it reaches one.",
+			"Through a cluster the API server's own refusal comes first; the rule speaks in check, which judges a file as an update of the live object " +
+			"(--kubeconfig, or a snapshot with --live-objects).",
 		Check: infallible(selectorImmutable),
 	}
 }
