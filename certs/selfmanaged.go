@@ -37,6 +37,12 @@ const (
 	DefaultServingValidity = 90 * 24 * time.Hour
 )
 
+// clockSkew backdates every certificate issued here: an API server whose
+// clock trails this replica's by up to this much still accepts a certificate
+// issued a moment ago, instead of failing every call (closed) until its
+// clock catches up.
+const clockSkew = 5 * time.Minute
+
 // recheck bounds the time between two syncs, so that a replica soon serves
 // what another replica wrote into the Secret.
 const recheck = 10 * time.Minute
@@ -176,7 +182,7 @@ func (m *SelfManaged) ensureSecret(ctx context.Context, now time.Time) (*bundle,
 			// replicas still serving its certificates are not cut off.
 			b.previousCA = ca.CertPEM
 		}
-		if ca, err = NewCA("daemonset-guard-ca", now, orDefault(m.CAValidity, DefaultCAValidity)); err != nil {
+		if ca, err = NewCA("daemonset-guard-ca", now.Add(-clockSkew), orDefault(m.CAValidity, DefaultCAValidity)); err != nil {
 			return nil, err
 		}
 		changed = true
@@ -191,7 +197,7 @@ func (m *SelfManaged) ensureSecret(ctx context.Context, now time.Time) (*bundle,
 		if !changed && len(secret.Data) > 0 {
 			m.Log.Info("the serving certificate in the Secret is unusable; issuing a new one", "secret", m.Secret.String(), "reason", servingErr.Error())
 		}
-		if serving, err = ca.Serving(m.DNSNames, nil, now, orDefault(m.ServingValidity, DefaultServingValidity)); err != nil {
+		if serving, err = ca.Serving(m.DNSNames, nil, now.Add(-clockSkew), orDefault(m.ServingValidity, DefaultServingValidity)); err != nil {
 			return nil, err
 		}
 		changed = true
