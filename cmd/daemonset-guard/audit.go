@@ -34,17 +34,10 @@ func runAudit(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	kubeconfig := fs.String("kubeconfig", "", "Kubeconfig of the cluster; empty uses $KUBECONFIG, then the in-cluster configuration.")
 	namespace := fs.String("n", "", "Only this namespace; empty audits every namespace.")
-	policyFile := fs.String("policy-file", "", "Policy to apply; empty uses the built-in policy.")
-	output := fs.String("o", "text", "Output format: text or json.")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
-	}
+	var common offlineFlags
+	common.bind(fs, "text", "json")
 	fail := func(err error) int { return failure(stderr, "audit", err) }
-	if err := checkArgs(fs, *output, "text", "json"); err != nil {
-		return fail(err)
-	}
-	catalog := rules.Builtin()
-	pol, err := loadPolicy(*policyFile, catalog)
+	catalog, pol, err := common.parse(fs, args)
 	if err != nil {
 		return fail(err)
 	}
@@ -56,7 +49,7 @@ func runAudit(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
-	if *output == "json" {
+	if common.output == "json" {
 		if err := writeJSON(stdout, report); err != nil {
 			return fail(err)
 		}

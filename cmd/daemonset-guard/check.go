@@ -71,21 +71,19 @@ func runCheck(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var files stringList
 	fs.Var(&files, "f", "DaemonSets to check: a file, a directory of .yaml/.yml/.json files, or - for standard input; repeatable.")
-	nodesFile := fs.String("nodes", "", "Nodes to place the DaemonSets on, as `kubectl get nodes -o yaml` prints them.")
+	nodesFile := fs.String("nodes", "", "Nodes to place the DaemonSets on, as kubectl get nodes -o yaml prints them.")
 	kubeconfig := fs.String("kubeconfig", "", "Read the nodes from this cluster instead of --nodes, and judge each DaemonSet that exists there as an update of the live object, as kubectl diff does.")
-	liveFile := fs.String("live-objects", "", "Judge each DaemonSet found in this file (as `kubectl get ds -A -o yaml` prints them) as an update of it; without --kubeconfig.")
-	policyFile := fs.String("policy-file", "", "Policy to apply; empty uses the built-in policy.")
-	output := fs.String("o", "text", "Output format: text, json or yaml.")
+	liveFile := fs.String("live-objects", "", "Judge each DaemonSet found in this file (as kubectl get ds -A -o yaml prints them) as an update of it; without --kubeconfig.")
+	var common offlineFlags
+	common.bind(fs, "text", "json", "yaml")
 	patched := fs.String("patched", "", "Write the mutated DaemonSets (without the API server's defaults) to this file, - for standard output.")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: daemonset-guard check -f FILE|DIR|- [-f ...] [--nodes FILE] [--live-objects FILE] | [--kubeconfig FILE] [--policy-file FILE] [-o text|json|yaml] [--patched FILE]")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
-	}
 	fail := func(err error) int { return failure(stderr, "check", err) }
-	if err := checkArgs(fs, *output, "text", "json", "yaml"); err != nil {
+	catalog, pol, err := common.parse(fs, args)
+	if err != nil {
 		return fail(err)
 	}
 	switch {
@@ -97,11 +95,6 @@ func runCheck(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return fail(errors.New("give --live-objects or --kubeconfig, not both: the cluster has the live objects"))
 	}
 
-	catalog := rules.Builtin()
-	pol, err := loadPolicy(*policyFile, catalog)
-	if err != nil {
-		return fail(err)
-	}
 	var client kubernetes.Interface
 	if *kubeconfig != "" {
 		if client, err = clusterClient(*kubeconfig); err != nil {
@@ -156,7 +149,7 @@ func runCheck(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return fail(err)
 		}
 	}
-	if err := writeCheckReport(stdout, report, *output, isTerminal(stdout)); err != nil {
+	if err := writeCheckReport(stdout, report, common.output, isTerminal(stdout)); err != nil {
 		return fail(err)
 	}
 	return exitCode(report.Results, func(r CheckResult) offline.Result { return r.Result })
@@ -187,13 +180,6 @@ func patchedOrWritten(res *offline.Result, doc document) ([]byte, error) {
 		return nil, fmt.Errorf("%s: merging the mutation: %w", doc.source, err)
 	}
 	return patched, nil
-}
-
-func loadPolicy(path string, catalog *rules.Catalog) (*policy.Policy, error) {
-	if path == "" {
-		return policy.Default(catalog), nil
-	}
-	return policy.Load(path, catalog)
 }
 
 // clusterClient connects to the cluster of a kubeconfig.

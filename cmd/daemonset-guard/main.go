@@ -14,6 +14,9 @@ import (
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
+	"github.com/daemonset-guard/daemonset-guard/webhook/rules"
 )
 
 // Exit codes of every subcommand.
@@ -42,6 +45,12 @@ func (e unreachableError) Unwrap() error { return e.err }
 
 // failure reports why a command stopped and returns its exit code.
 func failure(stderr io.Writer, command string, err error) int {
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return exitAdmitted
+	case errors.Is(err, errFlags):
+		return exitUsage
+	}
 	fmt.Fprintf(stderr, "daemonset-guard %s: %v\n", command, err)
 	if errors.As(err, new(unreachableError)) {
 		return exitUnevaluated
@@ -49,16 +58,51 @@ func failure(stderr io.Writer, command string, err error) int {
 	return exitUsage
 }
 
-// checkArgs refuses an output format the subcommand does not write and
-// arguments that no flag took.
-func checkArgs(fs *flag.FlagSet, output string, formats ...string) error {
+// errFlags is a flag the flag package refused; it has said why already.
+var errFlags = errors.New("bad flags")
+
+// offlineFlags are the flags that check, audit and rules share.
+type offlineFlags struct {
+	policyFile, output string
+	formats            []string
+}
+
+// bind defines --policy-file and -o, whose first format is the default.
+func (o *offlineFlags) bind(fs *flag.FlagSet, formats ...string) {
+	o.formats = formats
+	fs.StringVar(&o.policyFile, "policy-file", "", "Policy to apply; empty uses the built-in policy.")
+	fs.StringVar(&o.output, "o", formats[0], "Output format: "+orList(formats)+".")
+}
+
+// parse parses args, refuses an output format the subcommand does not
+// write and arguments no flag took, and loads the policy against the
+// built-in rules.
+func (o *offlineFlags) parse(fs *flag.FlagSet, args []string) (*rules.Catalog, *policy.Policy, error) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, nil, err
+		}
+		return nil, nil, errFlags
+	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %v", fs.Args())
+		return nil, nil, fmt.Errorf("unexpected arguments %v", fs.Args())
 	}
-	if !slices.Contains(formats, output) {
-		return fmt.Errorf("-o must be %s or %s, not %q", strings.Join(formats[:len(formats)-1], ", "), formats[len(formats)-1], output)
+	if !slices.Contains(o.formats, o.output) {
+		return nil, nil, fmt.Errorf("-o must be %s, not %q", orList(o.formats), o.output)
 	}
-	return nil
+	catalog := rules.Builtin()
+	if o.policyFile == "" {
+		return catalog, policy.Default(catalog), nil
+	}
+	pol, err := policy.Load(o.policyFile, catalog)
+	return catalog, pol, err
+}
+
+func orList(words []string) string {
+	if len(words) == 1 {
+		return words[0]
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
 }
 
 // writeJSON writes a report as indented JSON.

@@ -114,6 +114,8 @@ func TestTheCommandLineExplainsItself(t *testing.T) {
 		{name: "refuses an invalid policy in check", args: []string{"check", "-f", "-", "--policy-file", broken}, code: exitUsage, stderr: `rules.targets-node: Unsupported value`},
 		{name: "refuses an invalid policy in audit", args: []string{"audit", "--policy-file", broken}, code: exitUsage, stderr: `rules.targets-node: Unsupported value`},
 		{name: "refuses stray arguments of audit", args: []string{"audit", "extra"}, code: exitUsage, stderr: "unexpected arguments [extra]"},
+		{name: "shows a subcommand's flags under --help and succeeds", args: []string{"check", "--help"}, code: exitAdmitted, stderr: "-live-objects string"},
+		{name: "refuses an unknown flag of a subcommand", args: []string{"rules", "--bogus"}, code: exitUsage, stderr: "flag provided but not defined: -bogus"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

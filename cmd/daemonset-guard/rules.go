@@ -8,7 +8,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
-	"github.com/daemonset-guard/daemonset-guard/webhook/rules"
 )
 
 // RuleCatalog is the JSON output of rules: stable, documented in the README.
@@ -36,17 +35,10 @@ type RuleSummary struct {
 func runRules(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("daemonset-guard rules", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	policyFile := fs.String("policy-file", "", "Show each rule's action as this policy sets it; empty uses the built-in policy.")
-	output := fs.String("o", "text", "Output format: text or json (with each rule's description and options).")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
-	}
+	var common offlineFlags
+	common.bind(fs, "text", "json")
 	fail := func(err error) int { return failure(stderr, "rules", err) }
-	if err := checkArgs(fs, *output, "text", "json"); err != nil {
-		return fail(err)
-	}
-	catalog := rules.Builtin()
-	pol, err := loadPolicy(*policyFile, catalog)
+	catalog, pol, err := common.parse(fs, args)
 	if err != nil {
 		return fail(err)
 	}
@@ -55,7 +47,7 @@ func runRules(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		report.Rules = append(report.Rules, RuleSummary{Name: r.Name, Kind: r.Kind, Default: r.Default, Actions: r.Kind.Actions(),
 			Config: pol.Rules[r.Name], Summary: r.Summary, Description: r.Description})
 	}
-	if *output == "json" {
+	if common.output == "json" {
 		if err := writeJSON(stdout, report); err != nil {
 			return fail(err)
 		}
