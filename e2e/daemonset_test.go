@@ -138,7 +138,7 @@ func TestRollingUpdateObeysTheInjectedMaxUnavailable(t *testing.T) {
 	g := NewWithT(t)
 	ds, want := c.create(t, daemonSet(ns, "httpd", "httpd:2.4.62"))
 	g.Expect(ds.Annotations["daemonset-guard.io/mutated"]).To(ContainSubstring("rolling-update-defaults"), "the webhook set the rollout defaults")
-	maxUnavailable, err := rules.MaxUnavailable(ds.Spec.UpdateStrategy.RollingUpdate, want)
+	maxUnavailable, err := rules.MaxUnavailable(ds, want)
 	g.Expect(err).NotTo(HaveOccurred())
 	minReady := time.Duration(ds.Spec.MinReadySeconds) * time.Second
 	g.Expect(maxUnavailable).To(BeNumerically(">", 1), "the injected maxUnavailable differs from the API default of 1")
@@ -266,8 +266,19 @@ func TestMetadataUpdateRollsNothingAfterThePolicyChanged(t *testing.T) {
 	pods := c.pods(t, ds)
 
 	changePolicy(t, func(p map[string]any) {
-		injected := p["rules"].(map[string]any)["default-tolerations"].(map[string]any)
-		injected["tolerations"] = append(injected["tolerations"].([]any), map[string]any{"key": "e2e-policy-change", "operator": "Exists"})
+		// The shipped policy may configure neither rules nor tolerations.
+		configured, _ := p["rules"].(map[string]any)
+		if configured == nil {
+			configured = map[string]any{}
+			p["rules"] = configured
+		}
+		injected, _ := configured["default-tolerations"].(map[string]any)
+		if injected == nil {
+			injected = map[string]any{}
+			configured["default-tolerations"] = injected
+		}
+		tolerations, _ := injected["tolerations"].([]any)
+		injected["tolerations"] = append(tolerations, map[string]any{"key": "e2e-policy-change", "operator": "Exists"})
 	})
 	g.Eventually(func() []corev1.Toleration {
 		probe := daemonSet(ns, "probe", "registry.k8s.io/pause:3.10")

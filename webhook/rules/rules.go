@@ -1,6 +1,8 @@
 // Package rules holds daemonset-guard's rules as pure functions of a
-// DaemonSet, its previous version, the policy and a view of the nodes. The
-// webhook and the command line run the same functions, so an answer offline
+// DaemonSet, its previous version, the policy and a view of the nodes, and
+// the registry they declare themselves in: each rule's file declares
+// everything about it once (see Rule), and Builtin collects them. The
+// webhook and the command line run the same Catalog, so an answer offline
 // equals the answer at admission.
 //
 // Each rule runs isolated from the others: a rule that panics or cannot be
