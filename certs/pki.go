@@ -45,11 +45,13 @@ func (ca *KeyPair) Serving(dnsNames, ipAddresses []string, notBefore time.Time, 
 	return issue(s, ca, notBefore)
 }
 
-// Client returns a TLS client certificate for commonName, signed by the CA,
-// valid from notBefore for validity: for mutual TLS between the API server
-// and the webhook.
-func (ca *KeyPair) Client(commonName string, notBefore time.Time, validity time.Duration) (*KeyPair, error) {
-	return issue(spec(commonName, validity, cmapi.UsageClientAuth, cmapi.UsageDigitalSignature), ca, notBefore)
+// Client returns a TLS client certificate for commonName and the DNS names,
+// signed by the CA, valid from notBefore for validity: for mutual TLS
+// between the API server and the webhook.
+func (ca *KeyPair) Client(commonName string, notBefore time.Time, validity time.Duration, dnsNames ...string) (*KeyPair, error) {
+	s := spec(commonName, validity, cmapi.UsageClientAuth, cmapi.UsageDigitalSignature)
+	s.DNSNames = dnsNames
+	return issue(s, ca, notBefore)
 }
 
 // spec is a Certificate spec with an ECDSA P-256 key, as cert-manager would

@@ -195,6 +195,7 @@ type config struct {
 	kubeconfig             string
 	enableHTTP2            bool
 	clientCAFile           string
+	clientCAAllowedNames   []string
 	certMode               string
 	certSecret             string
 	webhookService         string
@@ -227,6 +228,14 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.kubeconfig, "kubeconfig", "", "Kubeconfig to reach the API server; empty uses $KUBECONFIG, then the in-cluster configuration.")
 	fs.BoolVar(&cfg.enableHTTP2, "enable-http2", false, "Serve HTTP/2 as well as HTTP/1.1. Off by default: the API server speaks HTTP/1.1 to webhooks, and HTTP/2 has carried denial-of-service flaws (CVE-2023-44487).")
 	fs.StringVar(&cfg.clientCAFile, "client-ca-file", "", "Require callers to present a client certificate signed by a CA in this PEM file (mutual TLS), so that only the API server can call the webhooks.")
+	fs.Func("client-ca-allowed-names", "With --client-ca-file: comma-separated names; a client certificate is accepted only when its common name or one of its DNS names is listed, as the API server's --requestheader-allowed-names does. Empty accepts every certificate the client CA signed.", func(v string) error {
+		for n := range strings.SplitSeq(v, ",") {
+			if n = strings.TrimSpace(n); n != "" {
+				cfg.clientCAAllowedNames = append(cfg.clientCAAllowedNames, n)
+			}
+		}
+		return nil
+	})
 	fs.StringVar(&cfg.certMode, "cert-mode", certModeFiles, `Where the serving certificate comes from: "files" (--webhook-cert-dir, e.g. a Secret written by cert-manager) or "self-managed" (the webhook issues and renews it, keeping it in --cert-secret).`)
 	fs.StringVar(&cfg.certSecret, "cert-secret", "daemonset-guard-system/daemonset-guard-tls", "Self-managed mode: namespace/name of the Secret that holds the CA and the serving certificate.")
 	fs.StringVar(&cfg.webhookService, "webhook-service", "daemonset-guard-system/daemonset-guard", "namespace/name of the Service the API server calls: the registered webhooks point at it, and self-managed certificates are issued for its DNS names.")
@@ -238,6 +247,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if fs.NArg() > 0 {
 		return config{}, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if len(cfg.clientCAAllowedNames) > 0 && cfg.clientCAFile == "" {
+		return config{}, errors.New("--client-ca-allowed-names needs --client-ca-file: without a client CA no client certificate is asked for")
 	}
 	if cfg.certMode != certModeFiles && cfg.certMode != certModeSelfManaged {
 		return config{}, fmt.Errorf("--cert-mode must be %q or %q, not %q", certModeFiles, certModeSelfManaged, cfg.certMode)

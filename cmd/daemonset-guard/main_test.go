@@ -49,6 +49,17 @@ func TestParseFlags(t *testing.T) {
 			t.Errorf("error = %v", err)
 		}
 	})
+	t.Run("reads the allowed client names, comma-separated", func(t *testing.T) {
+		cfg, err := parseFlags([]string{"--client-ca-file=/ca.crt", "--client-ca-allowed-names=kube-apiserver, apiserver.example.com"}, io.Discard)
+		if err != nil || !slices.Equal(cfg.clientCAAllowedNames, []string{"kube-apiserver", "apiserver.example.com"}) {
+			t.Errorf("names = %q, %v", cfg.clientCAAllowedNames, err)
+		}
+	})
+	t.Run("rejects allowed client names without a client CA", func(t *testing.T) {
+		if _, err := parseFlags([]string{"--client-ca-allowed-names=kube-apiserver"}, io.Discard); err == nil || !strings.Contains(err.Error(), "--client-ca-allowed-names needs --client-ca-file") {
+			t.Errorf("error = %v", err)
+		}
+	})
 	t.Run("rejects stray arguments", func(t *testing.T) {
 		if _, err := parseFlags([]string{"serve"}, io.Discard); err == nil || !strings.Contains(err.Error(), "unexpected arguments") {
 			t.Errorf("error = %v", err)

@@ -60,7 +60,7 @@ func run(ctx context.Context, cfg config) error {
 			return fmt.Errorf("loading --client-ca-file: %w", err)
 		}
 	}
-	tlsOpts := servingTLS(watcher, cfg.enableHTTP2, clientCAs)
+	tlsOpts := servingTLS(watcher, cfg.enableHTTP2, clientCAs, cfg.clientCAAllowedNames)
 
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Cache:                  webhook.CacheOptions(),
@@ -148,8 +148,9 @@ func newRegistrar(restConfig *rest.Config, cfg config, selfManaged *certs.SelfMa
 
 // servingTLS serves TLS 1.2 or newer with the watcher's current certificate,
 // HTTP/1.1 only unless HTTP/2 is enabled, and, given client CAs, only to
-// callers with a certificate that one of the current CAs signed.
-func servingTLS(watcher *certwatcher.CertWatcher, enableHTTP2 bool, clientCAs *dynamiccertificates.DynamicFileCAContent) []func(*tls.Config) {
+// callers with a certificate that one of the current CAs signed and, given
+// allowed names, that names one of them.
+func servingTLS(watcher *certwatcher.CertWatcher, enableHTTP2 bool, clientCAs *dynamiccertificates.DynamicFileCAContent, allowedNames []string) []func(*tls.Config) {
 	return []func(*tls.Config){func(c *tls.Config) {
 		c.MinVersion = tls.VersionTLS12
 		c.GetCertificate = watcher.GetCertificate
@@ -160,6 +161,7 @@ func servingTLS(watcher *certwatcher.CertWatcher, enableHTTP2 bool, clientCAs *d
 			return
 		}
 		c.ClientAuth = tls.RequireAndVerifyClientCert
+		c.VerifyConnection = certs.AllowNames(allowedNames)
 		// Each handshake verifies against the CAs of the moment, so a
 		// rotated client CA needs no restart.
 		c.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {

@@ -25,7 +25,7 @@ import (
 
 // startServer serves a trivial handler with run()'s TLS setup and a
 // certificate watcher on dir, as the webhook does.
-func startServer(t *testing.T, dir string, enableHTTP2 bool, clientCAFile string) (addr string) {
+func startServer(t *testing.T, dir string, enableHTTP2 bool, clientCAFile string, allowedNames ...string) (addr string) {
 	t.Helper()
 	watcher, err := certwatcher.New(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"))
 	if err != nil {
@@ -46,7 +46,7 @@ func startServer(t *testing.T, dir string, enableHTTP2 bool, clientCAFile string
 		}
 		wg.Go(func() { clientCAs.Run(ctx, 1) })
 	}
-	server := ctrlwebhook.NewServer(ctrlwebhook.Options{Host: "127.0.0.1", Port: port, TLSOpts: servingTLS(watcher, enableHTTP2, clientCAs)})
+	server := ctrlwebhook.NewServer(ctrlwebhook.Options{Host: "127.0.0.1", Port: port, TLSOpts: servingTLS(watcher, enableHTTP2, clientCAs, allowedNames)})
 	server.Register("/ping", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
 	wg.Go(func() {
 		if err := watcher.Start(ctx); err != nil {
@@ -175,25 +175,7 @@ func TestClientCAFileAdmitsOnlyCallersItSignedAndReloads(t *testing.T) {
 	caFile := filepath.Join(dir, "client-ca.crt")
 	g.Expect(os.WriteFile(caFile, apiServerCA.CertPEM, 0o600)).To(Succeed())
 	addr := startServer(t, dir, false, caFile)
-
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(ca.CertPEM)
-	get := func(clientCert *certs.KeyPair) error {
-		cfg := &tls.Config{RootCAs: roots, ServerName: "localhost"}
-		if clientCert != nil {
-			pair, err := tls.X509KeyPair(clientCert.CertPEM, clientCert.KeyPEM)
-			if err != nil {
-				return err
-			}
-			cfg.Certificates = []tls.Certificate{pair}
-		}
-		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
-		resp, err := client.Get("https://" + addr + "/ping")
-		if err != nil {
-			return err
-		}
-		return resp.Body.Close()
-	}
+	get := clientGet(ca, addr)
 	g.Expect(get(nil)).To(HaveOccurred(), "a caller without a client certificate is refused")
 	// controller-runtime's readiness check dials without a client certificate
 	// and only completes a handshake; under TLS 1.3 the server checks the
@@ -218,6 +200,64 @@ func TestClientCAFileAdmitsOnlyCallersItSignedAndReloads(t *testing.T) {
 	g.Expect(os.WriteFile(caFile, stranger.CertPEM, 0o600)).To(Succeed())
 	g.Eventually(func() error { return get(strangerClient) }, 30*time.Second, 200*time.Millisecond).Should(Succeed(), "the rotated client CA is in force")
 	g.Expect(get(apiServer)).To(HaveOccurred(), "the previous client CA no longer is")
+}
+
+func TestClientCAAllowedNamesAdmitOnlyTheNamedPeer(t *testing.T) {
+	g := NewWithT(t)
+	ca, err := certs.NewCA("serving-ca", time.Now(), time.Hour)
+	g.Expect(err).NotTo(HaveOccurred())
+	dir := t.TempDir()
+	issue(t, ca, dir)
+	// One CA signs the API server's client certificate and a kubelet's, as a
+	// cluster CA does.
+	clusterCA, err := certs.NewCA("cluster-ca", time.Now(), time.Hour)
+	g.Expect(err).NotTo(HaveOccurred())
+	caFile := filepath.Join(dir, "client-ca.crt")
+	g.Expect(os.WriteFile(caFile, clusterCA.CertPEM, 0o600)).To(Succeed())
+	addr := startServer(t, dir, false, caFile, "kube-apiserver", "apiserver.example.com")
+	get := clientGet(ca, addr)
+	for _, tt := range []struct {
+		name     string
+		cn       string
+		dnsNames []string
+		admitted bool
+	}{
+		{"admits the listed common name", "kube-apiserver", nil, true},
+		{"admits a listed DNS name", "front", []string{"other.example.com", "apiserver.example.com"}, true},
+		{"refuses a kubelet's certificate from the same CA", "system:node:worker-1", nil, false},
+		{"refuses a name that only contains a listed one", "kube-apiserver-proxy", []string{"apiserver.example.com.evil"}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			client, err := clusterCA.Client(tt.cn, time.Now(), time.Hour, tt.dnsNames...)
+			NewWithT(t).Expect(err).NotTo(HaveOccurred())
+			if err := get(client); (err == nil) != tt.admitted {
+				t.Errorf("admitted = %v (%v), want %v", err == nil, err, tt.admitted)
+			}
+		})
+	}
+}
+
+// clientGet returns a function that calls /ping on addr, trusting the
+// serving CA, with the client certificate given, if any.
+func clientGet(servingCA *certs.KeyPair, addr string) func(clientCert *certs.KeyPair) error {
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(servingCA.CertPEM)
+	return func(clientCert *certs.KeyPair) error {
+		cfg := &tls.Config{RootCAs: roots, ServerName: "localhost"}
+		if clientCert != nil {
+			pair, err := tls.X509KeyPair(clientCert.CertPEM, clientCert.KeyPEM)
+			if err != nil {
+				return err
+			}
+			cfg.Certificates = []tls.Certificate{pair}
+		}
+		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+		resp, err := client.Get("https://" + addr + "/ping")
+		if err != nil {
+			return err
+		}
+		return resp.Body.Close()
+	}
 }
 
 func TestClientCAFileMustHoldACertificate(t *testing.T) {
