@@ -118,8 +118,11 @@ start_webhook() {
 	# load generator the other).
 	local pin=()
 	if [ -n "${WEBHOOK_CPUS:-}" ] && command -v taskset >/dev/null; then pin=(taskset -c "$WEBHOOK_CPUS"); fi
+	# Metrics in plain HTTP on loopback: the suite, the soak and the load
+	# generator on this host read them; the manifests keep them behind
+	# authentication (tested in manifests/install_test.go).
 	"${pin[@]}" "$bin/daemonset-guard" --kubeconfig "$KUBECONFIG" --webhook-port "$port" --webhook-cert-dir "$state/certs" \
-		--health-probe-bind-address "$probe" --metrics-bind-address "$metrics" --policy-file "$policy" ${WEBHOOK_ARGS:-} \
+		--health-probe-bind-address "$probe" --metrics-bind-address "$metrics" --metrics-secure=false --policy-file "$policy" ${WEBHOOK_ARGS:-} \
 		>>"$state/webhook.log" 2>&1 &
 	echo $! >"$state/webhook.pid"
 	wait_ready

@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +23,8 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
@@ -145,7 +150,8 @@ func TestTheSelfManagedOverlayRegistersItsWebhookOnceItRuns(t *testing.T) {
 	deployment, policyFile := deploymentAndPolicy(t, rendered)
 	port := testenv.FreePort(t)
 	routeServiceHere(t, c.client, port)
-	stop := runLikeTheDeployment(t, deployment, policyFile, port, serviceAccountKubeconfig(t, c))
+	metricsPort := testenv.FreePort(t)
+	stop := runLikeTheDeployment(t, deployment, policyFile, port, metricsPort, serviceAccountKubeconfig(t, c, "daemonset-guard"))
 
 	g.Eventually(func() [2]int {
 		m, v := c.webhooksRegistered(t)
@@ -167,6 +173,20 @@ func TestTheSelfManagedOverlayRegistersItsWebhookOnceItRuns(t *testing.T) {
 		}
 		return nil
 	}, 30*time.Second, 250*time.Millisecond).Should(Succeed(), "the API server calls the webhook through the Service, trusting the registered CA")
+
+	t.Run("serves metrics only to callers the API server authorizes for them", func(t *testing.T) {
+		g := NewWithT(t)
+		scrape := scraper(t, v.Webhooks[0].ClientConfig.CABundle, metricsPort)
+		g.Expect(scrape("")).To(Equal(http.StatusUnauthorized), "an anonymous caller")
+		g.Expect(scrape(c.tokenOf(t, "stranger"))).To(Equal(http.StatusForbidden), "a ServiceAccount without the reader role")
+		_, err := c.client.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: "prometheus-daemonset-guard-metrics"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "daemonset-guard-metrics-reader"},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "prometheus", Namespace: systemNamespace}},
+		}, metav1.CreateOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(scrape(c.tokenOf(t, "prometheus"))).To(Equal(http.StatusOK), "a scraper bound to the shipped daemonset-guard-metrics-reader")
+	})
 
 	stop()
 	g.Expect(c.createDaemonSet(t, "down", true)).To(MatchError(ContainSubstring(`failed calling webhook "validate.daemonset-guard.io"`)),
@@ -220,7 +240,7 @@ func deploymentAndPolicy(t *testing.T, rendered string) (*appsv1.Deployment, str
 // runLikeTheDeployment runs daemonset-guard with the Deployment's args, with
 // the ports, certificate directory and policy file moved to this host, and
 // returns a function that stops it.
-func runLikeTheDeployment(t *testing.T, deployment *appsv1.Deployment, policyFile string, port int, kubeconfig string) (stop func()) {
+func runLikeTheDeployment(t *testing.T, deployment *appsv1.Deployment, policyFile string, port, metricsPort int, kubeconfig string) (stop func()) {
 	t.Helper()
 	binary := filepath.Join(t.TempDir(), "daemonset-guard")
 	if out, err := exec.Command("go", "build", "-o", binary, filepath.Join(testenv.RepoRoot(), "cmd", "daemonset-guard")).CombinedOutput(); err != nil {
@@ -231,7 +251,7 @@ func runLikeTheDeployment(t *testing.T, deployment *appsv1.Deployment, policyFil
 		"--webhook-cert-dir":          t.TempDir(),
 		"--policy-file":               policyFile,
 		"--health-probe-bind-address": fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
-		"--metrics-bind-address":      "0",
+		"--metrics-bind-address":      fmt.Sprintf("127.0.0.1:%d", metricsPort),
 	}
 	var args []string
 	for _, arg := range deployment.Spec.Template.Spec.Containers[0].Args {
@@ -265,18 +285,61 @@ func runLikeTheDeployment(t *testing.T, deployment *appsv1.Deployment, policyFil
 	return stop
 }
 
-// serviceAccountKubeconfig writes a kubeconfig that authenticates as the
-// webhook's ServiceAccount, so that the webhook has only the overlay's RBAC.
-func serviceAccountKubeconfig(t *testing.T, c *installCluster) string {
+// tokenOf returns a token of the named ServiceAccount of the webhook's
+// namespace, creating the account if it does not exist.
+func (c *installCluster) tokenOf(t *testing.T, name string) string {
 	t.Helper()
-	token, err := c.client.CoreV1().ServiceAccounts(systemNamespace).CreateToken(context.Background(), "daemonset-guard",
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatalf("requesting a token for the webhook's ServiceAccount: %v", err)
+	ctx := context.Background()
+	accounts := c.client.CoreV1().ServiceAccounts(systemNamespace)
+	if _, err := accounts.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
 	}
+	token, err := accounts.CreateToken(ctx, name, &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("requesting a token for ServiceAccount %s: %v", name, err)
+	}
+	return token.Status.Token
+}
+
+// scraper returns a function that GETs the webhook's /metrics on this host
+// with a bearer token (none when empty) and returns the status code. It
+// verifies the server against the registered CA bundle under the Service's
+// DNS name: the metrics are served with the webhook's own certificate.
+func scraper(t *testing.T, caBundle []byte, port int) func(token string) int {
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caBundle) {
+		t.Fatal("the CA bundle holds no certificate")
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		RootCAs: roots, ServerName: "daemonset-guard." + systemNamespace + ".svc"}}}
+	return func(token string) int {
+		req, err := http.NewRequest(http.MethodGet, fmt.Sprintf("https://127.0.0.1:%d/metrics", port), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("scraping: %v", err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode == http.StatusOK && !bytes.Contains(body, []byte("daemonset_guard_decisions_total")) {
+			t.Errorf("/metrics answered 200 without daemonset-guard's metrics:\n%s", body)
+		}
+		return resp.StatusCode
+	}
+}
+
+// serviceAccountKubeconfig writes a kubeconfig that authenticates as the
+// named ServiceAccount, so that what runs with it has only its RBAC.
+func serviceAccountKubeconfig(t *testing.T, c *installCluster, name string) string {
+	t.Helper()
 	cfg := clientcmdapi.NewConfig()
 	cfg.Clusters["envtest"] = &clientcmdapi.Cluster{Server: c.env.Config.Host, CertificateAuthorityData: c.env.Config.CAData}
-	cfg.AuthInfos["daemonset-guard"] = &clientcmdapi.AuthInfo{Token: token.Status.Token}
+	cfg.AuthInfos["daemonset-guard"] = &clientcmdapi.AuthInfo{Token: c.tokenOf(t, name)}
 	cfg.Contexts["envtest"] = &clientcmdapi.Context{Cluster: "envtest", AuthInfo: "daemonset-guard"}
 	cfg.CurrentContext = "envtest"
 	path := filepath.Join(t.TempDir(), "kubeconfig")

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"slices"
 	"strings"
@@ -190,6 +191,7 @@ type config struct {
 	webhookCertDir         string
 	healthProbeBindAddress string
 	metricsBindAddress     string
+	metricsSecure          bool
 	pprofBindAddress       string
 	policyFile             string
 	kubeconfig             string
@@ -202,6 +204,21 @@ type config struct {
 	webhookConfiguration   string
 	registerWebhooks       bool
 	zap                    zap.Options
+}
+
+// loopbackOnly accepts an address only this host can reach, or 0 (off).
+func loopbackOnly(address string) error {
+	if address == "0" || address == "" {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return err
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("%q is not a loopback address: the profiler serves request contents, so it listens on 127.0.0.1, [::1] or localhost only", address)
+	}
+	return nil
 }
 
 // Certificate modes.
@@ -222,8 +239,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.webhookPort, "webhook-port", 9443, "Port the webhook server listens on.")
 	fs.StringVar(&cfg.webhookCertDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "Directory holding the serving certificate tls.crt and its key tls.key; both are reloaded when they change.")
 	fs.StringVar(&cfg.healthProbeBindAddress, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
-	fs.StringVar(&cfg.metricsBindAddress, "metrics-bind-address", ":8080", "Address of the Prometheus /metrics endpoint; 0 disables it.")
-	fs.StringVar(&cfg.pprofBindAddress, "pprof-bind-address", "0", "Address of the Go profiler's /debug/pprof endpoints; 0 disables them. Profiles can reveal request contents: bind it to localhost or keep it off.")
+	fs.StringVar(&cfg.metricsBindAddress, "metrics-bind-address", ":8443", "Address of the Prometheus /metrics endpoint; 0 disables it.")
+	fs.BoolVar(&cfg.metricsSecure, "metrics-secure", true, "Serve /metrics over HTTPS with the serving certificate, only to callers whose bearer token the API server authenticates and authorizes for get on the /metrics URL. false serves plain HTTP to anyone who can reach the port.")
+	fs.StringVar(&cfg.pprofBindAddress, "pprof-bind-address", "0", "Loopback address (127.0.0.1:PORT, [::1]:PORT or localhost:PORT) of the Go profiler's /debug/pprof endpoints; 0 disables them. Profiles reveal request contents, so no other address is accepted.")
 	fs.StringVar(&cfg.policyFile, "policy-file", "", "Policy file, watched and reloaded on change; empty uses the built-in policy.")
 	fs.StringVar(&cfg.kubeconfig, "kubeconfig", "", "Kubeconfig to reach the API server; empty uses $KUBECONFIG, then the in-cluster configuration.")
 	fs.BoolVar(&cfg.enableHTTP2, "enable-http2", false, "Serve HTTP/2 as well as HTTP/1.1. Off by default: the API server speaks HTTP/1.1 to webhooks, and HTTP/2 has carried denial-of-service flaws (CVE-2023-44487).")
@@ -247,6 +265,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if fs.NArg() > 0 {
 		return config{}, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if err := loopbackOnly(cfg.pprofBindAddress); err != nil {
+		return config{}, fmt.Errorf("--pprof-bind-address: %w", err)
 	}
 	if len(cfg.clientCAAllowedNames) > 0 && cfg.clientCAFile == "" {
 		return config{}, errors.New("--client-ca-allowed-names needs --client-ca-file: without a client CA no client certificate is asked for")

@@ -19,7 +19,7 @@ func TestParseFlags(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if cfg.webhookPort != 9443 || cfg.healthProbeBindAddress != ":8081" || cfg.metricsBindAddress != ":8080" || cfg.pprofBindAddress != "0" || cfg.enableHTTP2 {
+		if cfg.webhookPort != 9443 || cfg.healthProbeBindAddress != ":8081" || cfg.metricsBindAddress != ":8443" || !cfg.metricsSecure || cfg.pprofBindAddress != "0" || cfg.enableHTTP2 {
 			t.Errorf("unexpected defaults: %+v", cfg)
 		}
 	})
@@ -58,6 +58,18 @@ func TestParseFlags(t *testing.T) {
 	t.Run("rejects allowed client names without a client CA", func(t *testing.T) {
 		if _, err := parseFlags([]string{"--client-ca-allowed-names=kube-apiserver"}, io.Discard); err == nil || !strings.Contains(err.Error(), "--client-ca-allowed-names needs --client-ca-file") {
 			t.Errorf("error = %v", err)
+		}
+	})
+	t.Run("rejects a profiler address other hosts can reach", func(t *testing.T) {
+		for _, address := range []string{":6060", "0.0.0.0:6060", "10.0.0.1:6060", "example.com:6060"} {
+			if _, err := parseFlags([]string{"--pprof-bind-address=" + address}, io.Discard); err == nil || !strings.Contains(err.Error(), "--pprof-bind-address") {
+				t.Errorf("%s: error = %v, want a refusal", address, err)
+			}
+		}
+		for _, address := range []string{"127.0.0.1:6060", "[::1]:6060", "localhost:6060", "0"} {
+			if _, err := parseFlags([]string{"--pprof-bind-address=" + address}, io.Discard); err != nil {
+				t.Errorf("%s: %v", address, err)
+			}
 		}
 	})
 	t.Run("rejects stray arguments", func(t *testing.T) {

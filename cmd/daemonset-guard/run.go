@@ -21,6 +21,7 @@ import (
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/client/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -64,7 +65,7 @@ func run(ctx context.Context, cfg config) error {
 
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Cache:                  webhook.CacheOptions(),
-		Metrics:                metricsserver.Options{BindAddress: cfg.metricsBindAddress},
+		Metrics:                metricsOptions(cfg, watcher),
 		HealthProbeBindAddress: cfg.healthProbeBindAddress,
 		PprofBindAddress:       cfg.pprofBindAddress,
 		// Every replica serves; there is nothing to lead.
@@ -175,6 +176,25 @@ func servingTLS(watcher *certwatcher.CertWatcher, enableHTTP2 bool, clientCAs *d
 			return current, nil
 		}
 	}}
+}
+
+// metricsOptions serves /metrics over HTTPS with the serving certificate,
+// to callers whose bearer token the API server authenticates (TokenReview)
+// and authorizes for get on /metrics (SubjectAccessReview), as kubebuilder's
+// scaffolds do; with --metrics-secure=false, over plain HTTP to anyone.
+func metricsOptions(cfg config, watcher *certwatcher.CertWatcher) metricsserver.Options {
+	opts := metricsserver.Options{BindAddress: cfg.metricsBindAddress}
+	if !cfg.metricsSecure {
+		return opts
+	}
+	opts.SecureServing = true
+	opts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	opts.TLSOpts = []func(*tls.Config){func(c *tls.Config) {
+		c.MinVersion = tls.VersionTLS12
+		c.GetCertificate = watcher.GetCertificate
+		c.NextProtos = []string{"http/1.1"}
+	}}
+	return opts
 }
 
 func newSelfManaged(restConfig *rest.Config, cfg config) (*certs.SelfManaged, error) {
