@@ -63,10 +63,11 @@ func Load(path string, c Catalog) (*Policy, error) {
 // document is the policy file as decoded before the catalog gives each
 // rule's entry its type.
 type document struct {
-	APIVersion string                     `json:"apiVersion"`
-	Kind       string                     `json:"kind"`
-	Rules      map[string]json.RawMessage `json:"rules"`
-	Exemptions []Exemption                `json:"exemptions,omitempty"`
+	APIVersion     string                     `json:"apiVersion"`
+	Kind           string                     `json:"kind"`
+	Rules          map[string]json.RawMessage `json:"rules"`
+	Exemptions     []Exemption                `json:"exemptions,omitempty"`
+	SkipAnnotation *SkipAnnotation            `json:"skipAnnotation,omitempty"`
 	// Mutation is where v1alpha1 policies before the rule registry held
 	// what the mutation rules inject; it is refused with where each field
 	// went.
@@ -90,7 +91,7 @@ func Parse(data []byte, c Catalog) (*Policy, error) {
 			"mutation.tolerations is now rules.default-tolerations.tolerations, and mutation.rollingUpdate.maxUnavailable and " +
 			"minReadySeconds are now rules.rolling-update-defaults.maxUnavailable and minReadySeconds")
 	}
-	p := &Policy{APIVersion: doc.APIVersion, Kind: doc.Kind, Exemptions: doc.Exemptions, Rules: map[string]*RuleConfig{}}
+	p := &Policy{APIVersion: doc.APIVersion, Kind: doc.Kind, Exemptions: doc.Exemptions, SkipAnnotation: doc.SkipAnnotation, Rules: map[string]*RuleConfig{}}
 	var errs field.ErrorList
 	specs, names := c.Specs(), names(c)
 	rules := field.NewPath("rules")
@@ -209,6 +210,13 @@ func (p *Policy) Validate(c Catalog) field.ErrorList {
 		for _, s := range specs {
 			if s.Coherent != nil {
 				errs = append(errs, s.Coherent(p)...)
+			}
+		}
+	}
+	if s := p.SkipAnnotation; s != nil {
+		for i, r := range s.Rules {
+			if r != "*" && !slices.Contains(names, r) {
+				errs = append(errs, field.NotSupported(field.NewPath("skipAnnotation", "rules").Index(i), r, append([]string{"*"}, names...)))
 			}
 		}
 	}

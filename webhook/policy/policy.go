@@ -87,6 +87,26 @@ type Policy struct {
 	Rules map[string]*RuleConfig `json:"rules"`
 	// Exemptions switch rules off for whole namespaces.
 	Exemptions []Exemption `json:"exemptions,omitempty"`
+	// SkipAnnotation says which rules a DaemonSet's skip annotation may
+	// switch off; nil means every rule whose action is not deny.
+	SkipAnnotation *SkipAnnotation `json:"skipAnnotation,omitempty"`
+}
+
+// SkipAnnotation says which rules the skip annotation may switch off.
+type SkipAnnotation struct {
+	// Rules are the rules the annotation may skip; "*" allows every rule.
+	Rules []string `json:"rules"`
+}
+
+// Skippable reports whether a DaemonSet's skip annotation may switch the
+// named rule off. Anyone who may write a DaemonSet may annotate it, so by
+// default no rule at deny can be skipped: a denial is the platform team's
+// word, an opt-out the author's.
+func (p *Policy) Skippable(rule string) bool {
+	if p.SkipAnnotation == nil {
+		return p.Action(rule) != Deny
+	}
+	return slices.Contains(p.SkipAnnotation.Rules, "*") || slices.Contains(p.SkipAnnotation.Rules, rule)
 }
 
 // RuleConfig is the configuration of one rule.

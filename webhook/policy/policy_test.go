@@ -83,6 +83,7 @@ func TestParseRejectsBrokenPolicies(t *testing.T) {
 		{"runs the rule's coherence check", header + "rules:\n  check-a: {action: deny, limit: 1}\n", "rules.check-a.limit: Invalid value: 1: contradicts mutate-b"},
 		{"rejects an exemption of an unknown rule", header + "exemptions:\n- {namespaces: [a], rules: [everything]}\n", `exemptions[0].rules[0]: Unsupported value: "everything"`},
 		{"rejects an exemption without namespaces", header + "exemptions:\n- {rules: [check-a]}\n", "exemptions[0].namespaces: Required value"},
+		{"rejects a skippable rule the catalog does not hold", header + "skipAnnotation: {rules: [check-b]}\n", `skipAnnotation.rules[0]: Unsupported value: "check-b": supported values: "*", "check-a", "mutate-b"`},
 		{"rejects an exemption without rules", header + "exemptions:\n- {namespaces: [a]}\n", "exemptions[0].rules: Required value"},
 		{"rejects the mutation section of older policies, saying where its fields went", header + "mutation:\n  tolerations: []\n", "mutation.tolerations is now rules.default-tolerations.tolerations"},
 		{"rejects a document that is not YAML", "{{{", "decoding policy"},
@@ -92,6 +93,29 @@ func TestParseRejectsBrokenPolicies(t *testing.T) {
 			_, err := Parse([]byte(tt.doc), testCatalog())
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error = %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestOnlyRulesNotAtDenyAreSkippableUnlessThePolicyListsThem(t *testing.T) {
+	for _, tt := range []struct {
+		name, doc       string
+		checkA, mutateB bool
+	}{
+		{"skips a rule at warn and a mutation by default", "", true, true},
+		{"keeps a rule at deny by default", "rules: {check-a: {action: deny}}\n", false, true},
+		{"skips only what the policy lists", "rules: {check-a: {action: deny}}\nskipAnnotation: {rules: [check-a]}\n", true, false},
+		{"skips nothing when the list is empty", "skipAnnotation: {rules: []}\n", false, false},
+		{"skips everything under *", "rules: {check-a: {action: deny}}\nskipAnnotation: {rules: ['*']}\n", true, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := Parse([]byte(header+tt.doc), testCatalog())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Skippable("check-a") != tt.checkA || p.Skippable("mutate-b") != tt.mutateB {
+				t.Errorf("skippable: check-a %v, mutate-b %v; want %v, %v", p.Skippable("check-a"), p.Skippable("mutate-b"), tt.checkA, tt.mutateB)
 			}
 		})
 	}

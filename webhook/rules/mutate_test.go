@@ -155,6 +155,16 @@ func TestMutate(t *testing.T) {
 			ds:   fixture.DaemonSet("fluentd", withAnnotation(SkipAnnotation, "default-tolerations,rolling-update-defaults")),
 		},
 		{
+			name: "applies a rule the skip annotation names when the policy does not let it be skipped",
+			ds:   fixture.DaemonSet("fluentd", withAnnotation(SkipAnnotation, "default-tolerations,rolling-update-defaults")),
+			policy: func(p *policy.Policy) {
+				p.SkipAnnotation = &policy.SkipAnnotation{Rules: []string{RollingUpdateDefaults}}
+			},
+			want: fixture.DaemonSet("fluentd", withTolerations(controlPlaneToleration), withAnnotation(SkipAnnotation, "default-tolerations,rolling-update-defaults"),
+				withAnnotation(MutatedAnnotation, "default-tolerations")),
+			wantChanged: []string{"default-tolerations"},
+		},
+		{
 			name: "skips the rules a namespace is exempt from",
 			ds:   fixture.DaemonSet("fluentd"),
 			policy: func(p *policy.Policy) {

@@ -68,7 +68,8 @@ func TestARuleIsAddedByItsDeclarationAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	const header = "apiVersion: daemonset-guard.io/v1alpha1\nkind: Policy\n"
-	pol, err := policy.Parse([]byte(header+"rules:\n  no-latest-tag: {action: deny, images: [fluentd, fluent-bit]}\nexemptions:\n- {namespaces: [dev], rules: [no-latest-tag]}\n"), catalog)
+	pol, err := policy.Parse([]byte(header+"rules:\n  no-latest-tag: {action: deny, images: [fluentd, fluent-bit]}\nexemptions:\n- {namespaces: [dev], rules: [no-latest-tag]}\n"+
+		"skipAnnotation: {rules: [no-latest-tag]}\n"), catalog)
 	if err != nil {
 		t.Fatalf("a policy naming the new rule, its options and an exemption of it does not load: %v", err)
 	}

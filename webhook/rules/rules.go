@@ -174,6 +174,9 @@ func (c *Catalog) Validate(in *Input) ([]Finding, []RuleError) {
 			errs = append(errs, *err)
 			findings = []Finding{in.unevaluated(*err)}
 		}
+		if len(findings) > 0 && skipRequested(in, r.Name) {
+			findings = append(findings, skipRefused(r.Name))
+		}
 		for _, f := range findings {
 			if f.Action == "" {
 				f.Action = action
@@ -195,21 +198,36 @@ func (c *Catalog) Validate(in *Input) ([]Finding, []RuleError) {
 }
 
 // applies reports whether the rule applies to the object, given the policy's
-// namespace exemptions and the object's skip annotation.
+// namespace exemptions and the object's skip annotation, which switches off
+// only the rules the policy lets it.
 func applies(in *Input, rule string) bool {
 	if in.Policy.Exempt(in.Object.Namespace, rule) {
 		return false
 	}
+	return !skipRequested(in, rule) || !in.Policy.Skippable(rule)
+}
+
+// skipRequested reports whether the object's skip annotation names the rule
+// or says "*".
+func skipRequested(in *Input, rule string) bool {
 	skip, ok := in.Object.Annotations[SkipAnnotation]
 	if !ok {
-		return true
+		return false
 	}
 	for s := range strings.SplitSeq(skip, ",") {
 		if s = strings.TrimSpace(s); s == "*" || s == rule {
-			return false
+			return true
 		}
 	}
-	return true
+	return false
+}
+
+// skipRefused says, beside what a rule found, that the skip annotation asked
+// to skip it and the policy does not let it.
+func skipRefused(rule string) Finding {
+	return Finding{Rule: rule, Action: policy.Warn, Field: field.NewPath("metadata", "annotations").Key(SkipAnnotation),
+		Message: "the skip annotation asks to skip this rule, but the policy does not let it be skipped (a rule at deny is skippable only when " +
+			"the policy lists it under skipAnnotation.rules), so it was applied"}
 }
 
 // skipFindings warns about names in the skip annotation that are no rule: a

@@ -463,11 +463,43 @@ func TestValidate(t *testing.T) {
 			want: []want{{"default-tolerations", "warn", "spec", "the fields it sets are owned by helm;"}},
 		},
 		{
-			name: "skips every rule when the skip annotation says *",
-			ds: fixture.DaemonSet("fluentd", func(ds *appsv1.DaemonSet) {
+			name: "skips under * only the rules the policy lets be skipped, and says so of a rule at deny that fires",
+			ds: fixture.DaemonSet("fluentd", withNodeSelector("disktype", "nvme"), func(ds *appsv1.DaemonSet) {
 				ds.Annotations = map[string]string{SkipAnnotation: "*"}
 				ds.Spec.Template.Spec.RestartPolicy = corev1.RestartPolicyNever
 			}),
+			want: []want{{"restart-policy-always", "deny", "spec.template.spec.restartPolicy", "restartPolicy is Never"},
+				{"restart-policy-always", "warn", "metadata.annotations[daemonset-guard.io/skip]", "the skip annotation asks to skip this rule, but the policy does not let it be skipped"}},
+		},
+		{
+			name: "enforces a rule at deny that the annotation names, and says nothing of it when it finds nothing",
+			ds: fixture.DaemonSet("fluentd", func(ds *appsv1.DaemonSet) {
+				ds.Annotations = map[string]string{SkipAnnotation: "restart-policy-always,selector-matches-template"}
+				ds.Spec.Template.Spec.RestartPolicy = corev1.RestartPolicyNever
+			}),
+			want: []want{{"restart-policy-always", "deny", "spec.template.spec.restartPolicy", "restartPolicy is Never"},
+				{"restart-policy-always", "warn", "metadata.annotations[daemonset-guard.io/skip]", "does not let it be skipped"}},
+		},
+		{
+			name: "skips a rule at deny that the policy lists as skippable",
+			ds: fixture.DaemonSet("fluentd", withNodeSelector("disktype", "nvme"), func(ds *appsv1.DaemonSet) {
+				ds.Annotations = map[string]string{SkipAnnotation: "restart-policy-always, targets-nodes"}
+				ds.Spec.Template.Spec.RestartPolicy = corev1.RestartPolicyNever
+			}),
+			policy: func(p *policy.Policy) {
+				p.SkipAnnotation = &policy.SkipAnnotation{Rules: []string{RestartPolicyAlways}}
+				p.Rules[TargetsNodes].Action = policy.Deny
+			},
+			want: []want{{"targets-nodes", "deny", "spec.template.spec", "would run on no node"},
+				{"targets-nodes", "warn", "metadata.annotations[daemonset-guard.io/skip]", "does not let it be skipped"}},
+		},
+		{
+			name: "skips every rule under * when the policy lists *",
+			ds: fixture.DaemonSet("fluentd", withNodeSelector("disktype", "nvme"), func(ds *appsv1.DaemonSet) {
+				ds.Annotations = map[string]string{SkipAnnotation: "*"}
+				ds.Spec.Template.Spec.RestartPolicy = corev1.RestartPolicyNever
+			}),
+			policy: func(p *policy.Policy) { p.SkipAnnotation = &policy.SkipAnnotation{Rules: []string{"*"}} },
 		},
 	}
 	for _, tt := range tests {
