@@ -9,6 +9,8 @@ import (
 
 	. "github.com/onsi/gomega"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	admissionregistrationv1client "k8s.io/client-go/kubernetes/typed/admissionregistration/v1"
@@ -167,4 +169,66 @@ func TestTheWebhooksServiceAccountCanChangeNothingButTheCA(t *testing.T) {
 		NewWithT(t).Expect(err).To(HaveOccurred())
 		NewWithT(t).Expect(strings.Contains(err.Error(), "forbidden")).To(BeTrue(), "RBAC names the two configurations: %v", err)
 	})
+}
+
+// TestOnlyAdminsMayOptANamespaceOut impersonates users who may create and
+// update namespaces: only members of system:masters or daemonset-guard-admins
+// may set, change or remove the label that takes a namespace out of the
+// webhooks; other labels stay free.
+func TestOnlyAdminsMayOptANamespaceOut(t *testing.T) {
+	c := newInstallCluster(t)
+	g := NewWithT(t)
+	out, err := c.kubectl("", "apply", "-k", filepath.Join(testenv.RepoRoot(), "manifests", "overlays", "self-managed"))
+	g.Expect(err).NotTo(HaveOccurred(), "kubectl apply -k:\n%s", out)
+	ctx := context.Background()
+	_, err = c.client.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "namespace-editor"},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"get", "create", "update"}}}}, metav1.CreateOptions{})
+	g.Expect(err).NotTo(HaveOccurred())
+	_, err = c.client.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "namespace-editors"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "namespace-editor"},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, Name: "dev"}, {Kind: rbacv1.UserKind, Name: "lead"}}}, metav1.CreateOptions{})
+	g.Expect(err).NotTo(HaveOccurred())
+	as := func(user string, groups ...string) kubernetes.Interface {
+		cfg := rest.CopyConfig(c.env.Config)
+		cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: append(groups, "system:authenticated")}
+		return kubernetes.NewForConfigOrDie(cfg)
+	}
+	dev, lead := as("dev"), as("lead", "daemonset-guard-admins")
+	const optOut = "daemonset-guard.io/ignore"
+	namespace := func(name string, labels map[string]string) *corev1.Namespace {
+		return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
+	}
+	relabel := func(client kubernetes.Interface, name string, change func(map[string]string)) error {
+		ns, err := client.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if ns.Labels == nil {
+			ns.Labels = map[string]string{}
+		}
+		change(ns.Labels)
+		_, err = client.CoreV1().Namespaces().Update(ctx, ns, metav1.UpdateOptions{})
+		return err
+	}
+	refused := MatchError(ContainSubstring("only members of system:masters or daemonset-guard-admins may set, change or remove the label daemonset-guard.io/ignore"))
+
+	// The API server compiles a new policy in the background.
+	g.Eventually(func() error {
+		// Admission comes before storage: once the policy is in force it
+		// refuses this create, even of a name created before.
+		_, err := dev.CoreV1().Namespaces().Create(ctx, namespace("probe", map[string]string{optOut: "true"}), metav1.CreateOptions{})
+		return err
+	}, 30*time.Second, 250*time.Millisecond).Should(refused, "the policy takes effect")
+
+	_, err = dev.CoreV1().Namespaces().Create(ctx, namespace("team-a", map[string]string{optOut: "true"}), metav1.CreateOptions{})
+	g.Expect(err).To(refused, "a namespace editor cannot create an opted-out namespace")
+	_, err = dev.CoreV1().Namespaces().Create(ctx, namespace("team-a", map[string]string{"team": "a"}), metav1.CreateOptions{})
+	g.Expect(err).NotTo(HaveOccurred(), "nor is anything else about namespaces restricted")
+	g.Expect(relabel(dev, "team-a", func(l map[string]string) { l[optOut] = "true" })).To(refused, "a namespace editor cannot opt a namespace out")
+	g.Expect(relabel(dev, "team-a", func(l map[string]string) { l["team"] = "b" })).To(Succeed(), "other labels stay free")
+	g.Expect(relabel(lead, "team-a", func(l map[string]string) { l[optOut] = "true" })).To(Succeed(), "a member of daemonset-guard-admins may")
+	g.Expect(relabel(dev, "team-a", func(l map[string]string) { l["team"] = "c" })).To(Succeed(), "an unchanged opt-out label is no change")
+	g.Expect(relabel(dev, "team-a", func(l map[string]string) { l[optOut] = "false" })).To(refused, "nor change its value")
+	g.Expect(relabel(dev, "team-a", func(l map[string]string) { delete(l, optOut) })).To(refused, "nor remove it")
+	g.Expect(relabel(c.client, "team-a", func(l map[string]string) { delete(l, optOut) })).To(Succeed(), "system:masters may")
 }
