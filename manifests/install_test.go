@@ -188,9 +188,43 @@ func TestTheSelfManagedOverlayRegistersItsWebhookOnceItRuns(t *testing.T) {
 		g.Expect(scrape(c.tokenOf(t, "prometheus"))).To(Equal(http.StatusOK), "a scraper bound to the shipped daemonset-guard-metrics-reader")
 	})
 
+	daemonSets := c.client.AppsV1().DaemonSets("apps")
+	kept := fixture.Written("kept")
+	kept.Namespace, kept.Finalizers = "apps", []string{"example.com/cleanup"}
+	_, err = daemonSets.Create(ctx, kept, metav1.CreateOptions{})
+	g.Expect(err).NotTo(HaveOccurred())
+
 	stop()
-	g.Expect(c.createDaemonSet(t, "down", true)).To(MatchError(ContainSubstring(`failed calling webhook "validate.daemonset-guard.io"`)),
-		"once registered, the validating webhook fails closed")
+	down := MatchError(ContainSubstring(`failed calling webhook "validate.daemonset-guard.io"`))
+	g.Expect(c.createDaemonSet(t, "down", true)).To(down, "once registered, the validating webhook fails closed")
+
+	// What can never matter is not sent, so it succeeds while the webhook is
+	// down: an update of finalizers or status alone, and a deletion through
+	// to the removal of its last finalizer.
+	update := func(change func(*appsv1.DaemonSet)) error {
+		ds, err := daemonSets.Get(ctx, "kept", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		change(ds)
+		_, err = daemonSets.Update(ctx, ds, metav1.UpdateOptions{})
+		return err
+	}
+	g.Expect(update(func(ds *appsv1.DaemonSet) { ds.Labels = map[string]string{"team": "platform"} })).To(down, "a label change is judged")
+	g.Expect(update(func(ds *appsv1.DaemonSet) { ds.Spec.MinReadySeconds = 30 })).To(down, "a spec change is judged")
+	g.Expect(update(func(ds *appsv1.DaemonSet) { ds.Finalizers = append(ds.Finalizers, "example.com/audit") })).To(Succeed(), "a finalizer added")
+	live, err := daemonSets.Get(ctx, "kept", metav1.GetOptions{})
+	g.Expect(err).NotTo(HaveOccurred())
+	live.Status.NumberMisscheduled = 1
+	_, err = daemonSets.UpdateStatus(ctx, live, metav1.UpdateOptions{})
+	g.Expect(err).NotTo(HaveOccurred(), "a status update")
+	g.Expect(daemonSets.Delete(ctx, "kept", metav1.DeleteOptions{})).To(Succeed(), "a deletion")
+	g.Expect(update(func(ds *appsv1.DaemonSet) {
+		ds.Finalizers = nil
+		ds.Labels = map[string]string{"team": "gone"}
+	})).To(Succeed(), "anything, once the object is being deleted")
+	_, err = daemonSets.Get(ctx, "kept", metav1.GetOptions{})
+	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "the last finalizer removed, the DaemonSet is gone: %v", err)
 }
 
 // deploymentAndPolicy finds the Deployment in rendered manifests and writes

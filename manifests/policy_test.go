@@ -128,8 +128,10 @@ func TestTheWebhooksServiceAccountCanChangeNothingButTheCA(t *testing.T) {
 			v.Webhooks[0].ObjectSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"guarded": "yes"}}
 		}},
 		{"adds a match condition", func(_ *mwc, v *vwc) {
-			v.Webhooks[0].MatchConditions = []admissionregistrationv1.MatchCondition{{Name: "never", Expression: "false"}}
+			v.Webhooks[0].MatchConditions = append(v.Webhooks[0].MatchConditions, admissionregistrationv1.MatchCondition{Name: "never", Expression: "false"})
 		}},
+		{"rewrites a match condition", func(m *mwc, _ *vwc) { m.Webhooks[0].MatchConditions[1].Expression = "false" }},
+		{"drops the match conditions", func(_ *mwc, v *vwc) { v.Webhooks[0].MatchConditions = nil }},
 		{"renames a webhook", func(_ *mwc, v *vwc) { v.Webhooks[0].Name = "validate.example.com" }},
 		{"adds a second webhook", func(_ *mwc, v *vwc) {
 			second := *v.Webhooks[0].DeepCopy()
