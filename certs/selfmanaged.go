@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -20,6 +21,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/daemonset-guard/daemonset-guard/internal/namedwatch"
 )
 
 // Keys of the Secret that holds the self-managed certificates.
@@ -72,7 +75,26 @@ type SelfManaged struct {
 	Now func() time.Time
 	Log logr.Logger
 
+	once     sync.Once
 	caBundle atomic.Pointer[[]byte]
+	// servedCA is the CA of the last Sync: when the Secret loses its CA (it
+	// was deleted), the bundle keeps trusting it beside the new one, so
+	// that replicas still serving certificates it signed are not cut off.
+	servedCA []byte
+	// bundleChanged receives when a Sync changes the CA bundle.
+	bundleChanged chan struct{}
+}
+
+// BundleChanged returns a channel that receives when the CA bundle changes,
+// so that the webhook configurations can follow within seconds. One signal
+// stands for every change before it.
+func (m *SelfManaged) BundleChanged() <-chan struct{} {
+	m.init()
+	return m.bundleChanged
+}
+
+func (m *SelfManaged) init() {
+	m.once.Do(func() { m.bundleChanged = make(chan struct{}, 1) })
 }
 
 // errLostRace means another replica wrote first; syncing again adopts its write.
@@ -84,10 +106,14 @@ type bundle struct {
 	previousCA  []byte
 }
 
-// Start keeps the certificates valid until ctx is done: it syncs at each
-// renewal time (and at least every ten minutes), retrying failures with
-// backoff. It implements controller-runtime's manager.Runnable.
+// Start keeps the certificates valid until ctx is done: it syncs whenever
+// the Secret changes or goes away, at each renewal time and at least every
+// ten minutes, retrying failures with backoff. It implements
+// controller-runtime's manager.Runnable.
 func (m *SelfManaged) Start(ctx context.Context) error {
+	// Another replica's renewal, a broken edit or a deletion of the Secret
+	// is seen within seconds, not at the next recheck.
+	secretChanged := namedwatch.Changes(ctx, m.Client.CoreV1().RESTClient(), "secrets", m.Secret.Namespace, m.Secret.Name, &corev1.Secret{})
 	backoff := time.Second
 	for {
 		next, err := m.Sync(ctx)
@@ -102,6 +128,7 @@ func (m *SelfManaged) Start(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(max(wait, 0)):
+		case <-secretChanged:
 		}
 	}
 }
@@ -139,7 +166,14 @@ func (m *SelfManaged) Sync(ctx context.Context) (time.Time, error) {
 		return time.Time{}, err
 	}
 	bundle := caBundle(b, now)
-	m.caBundle.Store(&bundle)
+	if old := m.caBundle.Swap(&bundle); old == nil || !bytes.Equal(*old, bundle) {
+		m.init()
+		select {
+		case m.bundleChanged <- struct{}{}:
+		default:
+		}
+	}
+	m.servedCA = b.ca.CertPEM
 	next := now.Add(recheck)
 	for _, t := range []time.Time{renewalTime(b.serving.Cert), renewalTime(b.ca.Cert)} {
 		if t.Before(next) {
@@ -177,10 +211,15 @@ func (m *SelfManaged) ensureSecret(ctx context.Context, now time.Time) (*bundle,
 		if len(secret.Data) > 0 {
 			m.Log.Info("the CA in the Secret is unusable; issuing a new one", "secret", m.Secret.String(), "reason", caErr.Error())
 		}
-		if ca != nil && now.Before(ca.Cert.NotAfter) {
+		switch {
+		case ca != nil && now.Before(ca.Cert.NotAfter):
 			// Keep trusting the CA being replaced until it expires, so that
 			// replicas still serving its certificates are not cut off.
 			b.previousCA = ca.CertPEM
+		case ca == nil && len(m.servedCA) > 0:
+			// The Secret lost its CA (deleted, or emptied): the one this
+			// replica served with is the one being replaced.
+			b.previousCA = m.servedCA
 		}
 		if ca, err = NewCA("daemonset-guard-ca", now.Add(-clockSkew), orDefault(m.CAValidity, DefaultCAValidity)); err != nil {
 			return nil, err

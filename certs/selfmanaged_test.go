@@ -244,6 +244,25 @@ func TestSelfManagedCertificates(t *testing.T) {
 		g.Expect(verifies(caBundle(t, first), readCert(t, first.Dir), e.clock.Now())).To(Succeed())
 	})
 
+	t.Run("recreates a deleted Secret, keeps trusting the CA it served with, and says the bundle changed", func(t *testing.T) {
+		g := NewWithT(t)
+		served := readCert(t, first.Dir)
+		lostCA := e.secret(t).Data["ca.crt"]
+		for len(first.BundleChanged()) > 0 {
+			<-first.BundleChanged()
+		}
+		g.Expect(client.CoreV1().Secrets(namespace).Delete(ctx, "daemonset-guard-tls", metav1.DeleteOptions{})).To(Succeed())
+		_, err := first.Sync(ctx)
+		g.Expect(err).NotTo(HaveOccurred())
+		s := e.secret(t)
+		g.Expect(s.Data["ca.crt"]).NotTo(Equal(lostCA))
+		g.Expect(s.Data["ca-previous.crt"]).To(Equal(lostCA))
+		bundle := caBundle(t, first)
+		g.Expect(verifies(bundle, readCert(t, first.Dir), e.clock.Now())).To(Succeed(), "the new certificate is trusted")
+		g.Expect(verifies(bundle, served, e.clock.Now())).To(Succeed(), "a replica still serving the lost CA's certificate is trusted")
+		g.Expect(first.BundleChanged()).To(Receive(), "the registrar is told at once")
+	})
+
 	t.Run("replicas racing from an empty Secret agree on one CA", func(t *testing.T) {
 		g := NewWithT(t)
 		g.Expect(client.CoreV1().Secrets(namespace).Delete(ctx, "daemonset-guard-tls", metav1.DeleteOptions{})).To(Succeed())

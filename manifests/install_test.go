@@ -174,12 +174,53 @@ func TestTheSelfManagedOverlayRegistersItsWebhookOnceItRuns(t *testing.T) {
 		return nil
 	}, 30*time.Second, 250*time.Millisecond).Should(Succeed(), "the API server calls the webhook through the Service, trusting the registered CA")
 
+	t.Run("repairs, with the overlay's RBAC and within seconds, an emptied caBundle and a deleted Secret", func(t *testing.T) {
+		g := NewWithT(t)
+		configs := c.client.AdmissionregistrationV1().ValidatingWebhookConfigurations()
+		live, err := configs.Get(ctx, "daemonset-guard", metav1.GetOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+		want := live.Webhooks[0].ClientConfig.CABundle
+		live.Webhooks[0].ClientConfig.CABundle = nil
+		_, err = configs.Update(ctx, live, metav1.UpdateOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+		// The registrar checks every 30 seconds; only its watch is this fast.
+		g.Eventually(func() []byte {
+			v, err := configs.Get(ctx, "daemonset-guard", metav1.GetOptions{})
+			g.Expect(err).NotTo(HaveOccurred())
+			return v.Webhooks[0].ClientConfig.CABundle
+		}, 15*time.Second, 250*time.Millisecond).Should(Equal(want))
+
+		secrets := c.client.CoreV1().Secrets(systemNamespace)
+		g.Expect(secrets.Delete(ctx, "daemonset-guard-tls", metav1.DeleteOptions{})).To(Succeed())
+		// The certificates are rechecked every 10 minutes; only the watch
+		// is this fast.
+		g.Eventually(func() error {
+			s, err := secrets.Get(ctx, "daemonset-guard-tls", metav1.GetOptions{})
+			if err == nil && len(s.Data["tls.crt"]) == 0 {
+				return errors.New("recreated without a certificate")
+			}
+			return err
+		}, 15*time.Second, 250*time.Millisecond).Should(Succeed(), "the webhook recreates its Secret")
+		recreated, err := secrets.Get(ctx, "daemonset-guard-tls", metav1.GetOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Eventually(func() []byte {
+			v, err := configs.Get(ctx, "daemonset-guard", metav1.GetOptions{})
+			g.Expect(err).NotTo(HaveOccurred())
+			return v.Webhooks[0].ClientConfig.CABundle
+		}, 15*time.Second, 250*time.Millisecond).Should(Equal(append(append([]byte{}, recreated.Data["ca.crt"]...), want...)),
+			"the configurations trust the new CA at once, and the lost one beside it for replicas still serving its certificates")
+		g.Eventually(func() error { return c.createDaemonSet(t, "after-recreate", true) }, 15*time.Second, 250*time.Millisecond).
+			Should(Succeed(), "the API server calls the webhook under the new certificate")
+	})
+
 	t.Run("serves metrics only to callers the API server authorizes for them", func(t *testing.T) {
 		g := NewWithT(t)
-		scrape := scraper(t, v.Webhooks[0].ClientConfig.CABundle, metricsPort)
+		current, err := c.client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, "daemonset-guard", metav1.GetOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+		scrape := scraper(t, current.Webhooks[0].ClientConfig.CABundle, metricsPort)
 		g.Expect(scrape("")).To(Equal(http.StatusUnauthorized), "an anonymous caller")
 		g.Expect(scrape(c.tokenOf(t, "stranger"))).To(Equal(http.StatusForbidden), "a ServiceAccount without the reader role")
-		_, err := c.client.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		_, err = c.client.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
 			ObjectMeta: metav1.ObjectMeta{Name: "prometheus-daemonset-guard-metrics"},
 			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "daemonset-guard-metrics-reader"},
 			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "prometheus", Namespace: systemNamespace}},

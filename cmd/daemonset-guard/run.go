@@ -132,7 +132,7 @@ func newRegistrar(restConfig *rest.Config, cfg config, selfManaged *certs.SelfMa
 		Log:     ctrl.Log.WithName("registration"),
 	}
 	if selfManaged != nil {
-		r.CABundle = selfManaged.CABundle
+		r.CABundle, r.Resync = selfManaged.CABundle, selfManaged.BundleChanged()
 	} else {
 		caFile := filepath.Join(cfg.webhookCertDir, "ca.crt")
 		r.KeepCABundle = true

@@ -28,6 +28,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	admissiondefaults "k8s.io/kubernetes/pkg/apis/admissionregistration/v1"
 
+	"github.com/daemonset-guard/daemonset-guard/internal/namedwatch"
 	"github.com/daemonset-guard/daemonset-guard/manifests"
 )
 
@@ -54,18 +55,26 @@ type Registrar struct {
 	// Ready reports whether this replica can answer admission requests;
 	// nothing is registered before it can.
 	Ready func() error
+	// Resync, when set, receives when CABundle's answer changes (a renewed
+	// or recreated CA), so that the configurations follow within seconds.
+	Resync <-chan struct{}
 	// Interval defaults to DefaultInterval.
 	Interval time.Duration
 	Log      logr.Logger
 }
 
 // Start registers the webhooks once Ready and then keeps them registered,
-// until ctx is done. It implements controller-runtime's manager.Runnable.
+// until ctx is done: it watches both configurations, so an emptied or
+// changed one is repaired within seconds, and checks them every Interval
+// besides. It implements controller-runtime's manager.Runnable.
 func (r *Registrar) Start(ctx context.Context) error {
 	interval := r.Interval
 	if interval == 0 {
 		interval = DefaultInterval
 	}
+	api := r.Client.AdmissionregistrationV1().RESTClient()
+	mutatingChanged := namedwatch.Changes(ctx, api, "mutatingwebhookconfigurations", "", r.Name, &admissionregistrationv1.MutatingWebhookConfiguration{})
+	validatingChanged := namedwatch.Changes(ctx, api, "validatingwebhookconfigurations", "", r.Name, &admissionregistrationv1.ValidatingWebhookConfiguration{})
 	backoff := time.Second
 	for {
 		wait := interval
@@ -81,6 +90,9 @@ func (r *Registrar) Start(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(wait):
+		case <-mutatingChanged:
+		case <-validatingChanged:
+		case <-r.Resync:
 		}
 	}
 }

@@ -121,6 +121,28 @@ func TestRegistrarFillsInTheShippedConfigurations(t *testing.T) {
 		g.Eventually(func() int { return len(validating().Webhooks) }, 10*time.Second, 100*time.Millisecond).Should(Equal(1), "ready: registered")
 	})
 
+	t.Run("repairs an emptied caBundle within seconds, long before its next check", func(t *testing.T) {
+		g := NewWithT(t)
+		r := registrar(false, "the-ca")
+		r.Interval = time.Hour
+		runCtx, stop := context.WithCancel(ctx)
+		done := make(chan error)
+		go func() { done <- r.Start(runCtx) }()
+		defer func() { stop(); g.Expect(<-done).To(Succeed()) }()
+		bundle := func() string {
+			if v := validating(); len(v.Webhooks) == 1 {
+				return string(v.Webhooks[0].ClientConfig.CABundle)
+			}
+			return ""
+		}
+		g.Eventually(bundle, 10*time.Second, 100*time.Millisecond).Should(Equal("the-ca"), "registered at start")
+		v := validating()
+		v.Webhooks[0].ClientConfig.CABundle = nil
+		_, err := api.ValidatingWebhookConfigurations().Update(ctx, v, metav1.UpdateOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Eventually(bundle, 10*time.Second, 100*time.Millisecond).Should(Equal("the-ca"), "the watch sees the change and repairs it")
+	})
+
 	t.Run("does not register without a CA to trust", func(t *testing.T) {
 		g := NewWithT(t)
 		v := validating()
