@@ -193,7 +193,10 @@ func (panicking) Synced() bool { return true }
 func (panicking) Coverage(*corev1.PodSpec) (inventory.Coverage, error) {
 	panic("a bug")
 }
-func (panicking) Lost(*corev1.PodSpec, *corev1.PodSpec) ([]string, error) { panic("a bug") }
+func (panicking) Moved(*corev1.PodSpec, *corev1.PodSpec) ([]string, []string, error) {
+	panic("a bug")
+}
+func (panicking) NotReady(*corev1.PodSpec) (int, error) { panic("a bug") }
 
 // TestARuleThatPanicsIsAnsweredAsItsOnErrorSays sends, over real TLS, a
 // DaemonSet whose placement rules panic, under the README's policy where

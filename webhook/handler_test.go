@@ -239,7 +239,7 @@ func TestValidatingHandler(t *testing.T) {
 			message: "spec.selector: Forbidden: [selector-immutable] the selector of a DaemonSet cannot change after creation"},
 		{name: "warns on update about the nodes that would lose their pod",
 			body: reviewBody("UPDATE", ssdOnly, fluentd, ""), allowed: true,
-			warnings: []string{"[targets-nodes] spec.template.spec: 2 nodes would lose their daemon pod: cp-1, hdd-1"}},
+			warnings: []string{"[targets-nodes] spec.template.spec: 2 nodes would lose their daemon pod: cp-1, hdd-1; the update changes the pod template, so it rolls every daemon pod"}},
 		{name: "refuses an UPDATE without oldObject with 400",
 			body: reviewBody("UPDATE", fluentd, nil, ""), code: http.StatusBadRequest, message: "no oldObject"},
 		{name: "denies what the mutating webhook should have changed, as when it failed open",

@@ -48,6 +48,7 @@ daemonset_guard_rule_errors_total{rule="default-tolerations"} 0
 daemonset_guard_rule_errors_total{rule="restart-policy-always"} 0
 daemonset_guard_rule_errors_total{rule="rolling-update-defaults"} 0
 daemonset_guard_rule_errors_total{rule="rollout-budget"} 0
+daemonset_guard_rule_errors_total{rule="rollout-stall"} 0
 daemonset_guard_rule_errors_total{rule="selector-immutable"} 0
 daemonset_guard_rule_errors_total{rule="selector-matches-template"} 0
 daemonset_guard_rule_errors_total{rule="selector-stable-labels"} 0

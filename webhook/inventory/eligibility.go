@@ -108,22 +108,46 @@ func (inv *Inventory) Coverage(spec *corev1.PodSpec) (Coverage, error) {
 	return cov, nil
 }
 
-// Lost returns, sorted, the nodes that run a pod of the old template but
-// would not run one of the new template. Like Coverage, it refuses a question
-// over MaxWork.
-func (inv *Inventory) Lost(oldSpec, newSpec *corev1.PodSpec) ([]string, error) {
+// Moved returns, sorted, the nodes that run a pod of the old template but
+// would not run one of the new template, and those that would run one of
+// the new template only. Like Coverage, it is one question, refused over
+// MaxWork.
+func (inv *Inventory) Moved(oldSpec, newSpec *corev1.PodSpec) (lost, gained []string, err error) {
 	if SamePlacement(oldSpec, newSpec) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	oldPod, newPod := newPlacement(oldSpec), newPlacement(newSpec)
-	var lost []string
-	_, err := inv.eachGroup([]*placement{oldPod, newPod}, func(node *corev1.Node, _ int, members func() []string) {
-		if oldPod.fits(node) && !newPod.fits(node) {
+	_, err = inv.eachGroup([]*placement{oldPod, newPod}, func(node *corev1.Node, _ int, members func() []string) {
+		switch was, will := oldPod.fits(node), newPod.fits(node); {
+		case was && !will:
 			lost = append(lost, members()...)
+		case will && !was:
+			gained = append(gained, members()...)
 		}
 	})
 	slices.Sort(lost)
-	return lost, err
+	slices.Sort(gained)
+	return lost, gained, err
+}
+
+// NotReady returns how many nodes the template would run on but for the
+// taints the node lifecycle controller sets on a node that is not ready or
+// unreachable: the nodes whose daemon pods are unavailable and which a
+// rollout cannot replace. Like Coverage, it is one question.
+func (inv *Inventory) NotReady(spec *corev1.PodSpec) (int, error) {
+	ready := newPlacement(spec)
+	tolerant := *spec
+	tolerant.Tolerations = append(slices.Clone(spec.Tolerations),
+		corev1.Toleration{Key: corev1.TaintNodeNotReady, Operator: corev1.TolerationOpExists},
+		corev1.Toleration{Key: corev1.TaintNodeUnreachable, Operator: corev1.TolerationOpExists})
+	anyway := newPlacement(&tolerant)
+	count := 0
+	_, err := inv.eachGroup([]*placement{ready, anyway}, func(node *corev1.Node, size int, _ func() []string) {
+		if anyway.fits(node) && !ready.fits(node) {
+			count += size
+		}
+	})
+	return count, err
 }
 
 // eachGroup calls visit once for each group of nodes that the placements

@@ -114,12 +114,12 @@ func TestLostNamesTheNodesThatWouldLoseTheirPod(t *testing.T) {
 		{"an unchanged placement drops nothing", ssd, ssd, nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := inv.Lost(tt.old, tt.new)
+			got, _, err := inv.Moved(tt.old, tt.new)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if !reflect.DeepEqual(got, tt.want) {
-				t.Errorf("Lost = %v, want %v", got, tt.want)
+				t.Errorf("lost = %v, want %v", got, tt.want)
 			}
 		})
 	}

@@ -68,19 +68,25 @@ func TestPlacementEqualsTheController(t *testing.T) {
 		}
 
 		newSpec := generated.Spec(rng, nodes, everything)
-		var wantLost []string
+		var wantLost, wantGained []string
 		for _, n := range nodes {
-			if controllerShouldRun(n, &spec) && !controllerShouldRun(n, &newSpec) {
+			was, will := controllerShouldRun(n, &spec), controllerShouldRun(n, &newSpec)
+			switch {
+			case was && !will:
 				wantLost = append(wantLost, n.Name)
+			case will && !was:
+				wantGained = append(wantGained, n.Name)
 			}
 		}
 		slices.Sort(wantLost)
-		lost, err := inv.Lost(&spec, &newSpec)
+		slices.Sort(wantGained)
+		lost, gained, err := inv.Moved(&spec, &newSpec)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !slices.Equal(lost, wantLost) {
-			t.Fatalf("round %d: Lost = %v, the controller's answers take away %v\nold: %+v\nnew: %+v", round, lost, wantLost, spec, newSpec)
+		if !slices.Equal(lost, wantLost) || !slices.Equal(gained, wantGained) {
+			t.Fatalf("round %d: Moved = %v lost, %v gained; the controller's answers take away %v and add %v\nold: %+v\nnew: %+v",
+				round, lost, gained, wantLost, wantGained, spec, newSpec)
 		}
 	}
 }

@@ -50,7 +50,8 @@ const (
 type Nodes interface {
 	Synced() bool
 	Coverage(spec *corev1.PodSpec) (inventory.Coverage, error)
-	Lost(oldSpec, newSpec *corev1.PodSpec) ([]string, error)
+	Moved(oldSpec, newSpec *corev1.PodSpec) (lost, gained []string, err error)
+	NotReady(spec *corev1.PodSpec) (int, error)
 }
 
 // Input is everything a rule may look at.

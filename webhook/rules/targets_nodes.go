@@ -42,7 +42,7 @@ func (builtin) TargetsNodes() Rule {
 }
 
 // targetsNodes finds DaemonSets that would run on no node, and on update warns
-// about nodes that would lose their daemon pod.
+// about the nodes that would lose or gain a daemon pod.
 func targetsNodes(in *Input) ([]Finding, error) {
 	if ready, findings := in.nodesReady(TargetsNodes); !ready {
 		return findings, nil
@@ -65,16 +65,36 @@ func targetsNodes(in *Input) ([]Finding, error) {
 		out = append(out, Finding{Rule: TargetsNodes, Action: policy.Warn, Field: path, Message: "the DaemonSet would run on " + cov.String()})
 	}
 	if in.Operation == Update {
-		lost, err := in.Nodes.Lost(&in.OldObject.Spec.Template.Spec, &in.Object.Spec.Template.Spec)
+		lost, gained, err := in.Nodes.Moved(&in.OldObject.Spec.Template.Spec, &in.Object.Spec.Template.Spec)
 		if err != nil {
 			return nil, err
 		}
-		if len(lost) > 0 {
-			out = append(out, Finding{Rule: TargetsNodes, Action: policy.Warn, Field: path,
-				Message: fmt.Sprintf("%d nodes would lose their daemon pod: %s", len(lost), nameList(lost))})
+		if msg := movedMessage(lost, gained); msg != "" {
+			out = append(out, Finding{Rule: TargetsNodes, Action: policy.Warn, Field: path, Message: msg})
 		}
 	}
 	return out, nil
+}
+
+// movedMessage says, in one line, which nodes an update takes a daemon pod
+// from and gives one to. Placement lives in the pod template, so such an
+// update always rolls every pod, and the line says so.
+func movedMessage(lost, gained []string) string {
+	var parts []string
+	if len(lost) > 0 {
+		parts = append(parts, fmt.Sprintf("%d nodes would lose their daemon pod: %s", len(lost), nameList(lost)))
+	}
+	switch {
+	case len(gained) > 0 && len(lost) > 0:
+		parts = append(parts, fmt.Sprintf("%d would gain one: %s", len(gained), nameList(gained)))
+	case len(gained) > 0:
+		parts = append(parts, fmt.Sprintf("%d nodes would gain a daemon pod: %s", len(gained), nameList(gained)))
+	default:
+		if len(lost) == 0 {
+			return ""
+		}
+	}
+	return strings.Join(parts, "; ") + "; the update changes the pod template, so it rolls every daemon pod"
 }
 
 func nameList(names []string) string {

@@ -249,7 +249,22 @@ func TestValidate(t *testing.T) {
 			name: "warns on update which nodes would lose their daemon pod",
 			old:  fixture.DaemonSet("fluentd"),
 			ds:   fixture.DaemonSet("fluentd", withNodeSelector("disktype", "ssd")),
-			want: []want{{"targets-nodes", "warn", "spec.template.spec", "2 nodes would lose their daemon pod: hdd-1, hdd-2"}},
+			want: []want{{"targets-nodes", "warn", "spec.template.spec",
+				"2 nodes would lose their daemon pod: hdd-1, hdd-2; the update changes the pod template, so it rolls every daemon pod"}},
+		},
+		{
+			name: "warns on update which nodes would gain a daemon pod",
+			old:  fixture.DaemonSet("fluentd", withNodeSelector("disktype", "hdd")),
+			ds:   fixture.DaemonSet("fluentd"),
+			want: []want{{"targets-nodes", "warn", "spec.template.spec",
+				"3 nodes would gain a daemon pod: ssd-1, ssd-2, ssd-3; the update changes the pod template, so it rolls every daemon pod"}},
+		},
+		{
+			name: "says in one line which nodes an update moves the daemon pods from and to",
+			old:  fixture.DaemonSet("fluentd", withNodeSelector("disktype", "hdd")),
+			ds:   fixture.DaemonSet("fluentd", withNodeSelector("disktype", "ssd")),
+			want: []want{{"targets-nodes", "warn", "spec.template.spec",
+				"2 nodes would lose their daemon pod: hdd-1, hdd-2; 3 would gain one: ssd-1, ssd-2, ssd-3; the update changes the pod template, so it rolls every daemon pod"}},
 		},
 		{
 			name:   "keeps an update that leaves placement alone possible, even if it targets no node today",
@@ -545,7 +560,10 @@ func (panickingNodes) Synced() bool { return true }
 func (panickingNodes) Coverage(*corev1.PodSpec) (inventory.Coverage, error) {
 	panic("a bug")
 }
-func (panickingNodes) Lost(*corev1.PodSpec, *corev1.PodSpec) ([]string, error) { panic("a bug") }
+func (panickingNodes) Moved(*corev1.PodSpec, *corev1.PodSpec) ([]string, []string, error) {
+	panic("a bug")
+}
+func (panickingNodes) NotReady(*corev1.PodSpec) (int, error) { panic("a bug") }
 
 func updateEntry(manager, fields string) metav1.ManagedFieldsEntry {
 	return metav1.ManagedFieldsEntry{Manager: manager, Operation: metav1.ManagedFieldsOperationUpdate, FieldsType: "FieldsV1", FieldsV1: metav1.NewFieldsV1(fields)}
