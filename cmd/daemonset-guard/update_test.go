@@ -75,7 +75,7 @@ func TestCheckJudgesAFileAsAnUpdateOfTheLiveObject(t *testing.T) {
 			g.Expect(json.Unmarshal([]byte(stdout), &report)).To(Succeed())
 			g.Expect(report.Results).To(HaveLen(1))
 			g.Expect(report.Results[0].Operation).To(Equal(rules.Update))
-			g.Expect(report.Results[0].Findings).To(ContainElement(HaveField("Message", "2 nodes would lose their daemon pod: hdd-1, hdd-2")))
+			g.Expect(report.Results[0].Findings).To(ContainElement(HaveField("Message", "2 nodes would lose their daemon pod: hdd-1, hdd-2; the update changes the pod template, so it rolls every daemon pod")))
 
 			code, stdout, stderr = check(fresh, append([]string{"-f", "-", "-o", "json"}, source.args...)...)
 			g.Expect(code).To(Equal(exitAdmitted), "stderr: %s", stderr)
