@@ -40,9 +40,9 @@ func (builtin) RolloutStall() Rule {
 				return &RolloutStallOptions{MaxRolloutDuration: metav1.Duration{Duration: time.Hour}}
 			}},
 		Summary: "on an UPDATE that rolls pods, the rollout can start and finish in time",
-		Description: "Before a rollout starts, counts what it will find unavailable as the DaemonSet controller's rolling update does: the pods the old " +
-			"object's status counts as unavailable, and the targeted nodes that are not ready or unreachable, whose pods cannot be replaced. " +
-			"When that already reaches maxUnavailable, the controller replaces nothing, for good; the rule says so with the numbers and the fix. " +
+		Description: "Before a rollout starts, counts what the DaemonSet controller's rolling update will find unavailable and unreplaceable: " +
+			"the targeted nodes that are not ready or unreachable and still hold a daemon pod, whose pods can be neither replaced nor removed. " +
+			"When they already reach maxUnavailable, the controller replaces nothing, for good; the rule says so with the numbers and the fix. " +
 			"It also warns when minReadySeconds times the number of rollout steps exceeds maxRolloutDuration (default 1h).",
 		Check: rolloutStall,
 	}
@@ -77,12 +77,18 @@ func rolloutStall(in *Input) ([]Finding, error) {
 		if err != nil {
 			return nil, err
 		}
-		unavailable := int(in.OldObject.Status.NumberUnavailable) + notReady
-		if unavailable > 0 && unavailable >= maxUnavailable {
+		// The controller replaces an old pod that is unavailable outside the
+		// budget, so the status's unavailable pods never block the start.
+		// What does: a node whose pods are all terminating, as those of a
+		// node without a kubelet stay. Such a node is no longer desired, but
+		// its pod still counts as misscheduled, which bounds the count from
+		// nodes that never got a pod.
+		stuck := min(notReady, int(in.OldObject.Status.NumberMisscheduled))
+		if stuck > 0 && stuck >= maxUnavailable {
 			out = append(out, Finding{Rule: RolloutStall, Field: path, Message: fmt.Sprintf(
-				"the rollout will stall: %d of %d targeted nodes have no available daemon pod (%d not ready or unreachable), and maxUnavailable is %d; "+
-					"raise maxUnavailable to at least %d or fix those nodes first",
-				unavailable, desired+notReady, notReady, maxUnavailable, unavailable+1)})
+				"the rollout will stall: %d of %d targeted nodes are not ready or unreachable, and their daemon pods can be neither replaced nor removed, "+
+					"which uses up maxUnavailable (%d); raise maxUnavailable to at least %d or fix those nodes first",
+				stuck, desired+notReady, maxUnavailable, stuck+1)})
 		}
 	}
 	step := max(maxUnavailable, surge, 1)

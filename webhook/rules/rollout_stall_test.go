@@ -32,9 +32,11 @@ func tenNodes(notReady int) *inventory.Inventory {
 }
 
 func TestRolloutStall(t *testing.T) {
-	stored := func(desired, unavailable int32, changes ...func(*appsv1.DaemonSet)) *appsv1.DaemonSet {
-		ds := fixture.DaemonSet("fluentd", changes...)
-		ds.Status = appsv1.DaemonSetStatus{DesiredNumberScheduled: desired, NumberUnavailable: unavailable, ObservedGeneration: ds.Generation}
+	// stored is the DaemonSet as its status reads with desired pods and
+	// misscheduled ones (those left on nodes that are not ready count so).
+	stored := func(desired, misscheduled int32) *appsv1.DaemonSet {
+		ds := fixture.DaemonSet("fluentd")
+		ds.Status = appsv1.DaemonSetStatus{DesiredNumberScheduled: desired, NumberMisscheduled: misscheduled, ObservedGeneration: ds.Generation}
 		return ds
 	}
 	rolling := func(maxUnavailable, maxSurge intstr.IntOrString) func(*appsv1.DaemonSet) {
@@ -53,41 +55,50 @@ func TestRolloutStall(t *testing.T) {
 	}{
 		{
 			name:  "foresees the stall when not-ready nodes already use up maxUnavailable, as measured on the real controller",
-			old:   stored(7, 0),
+			old:   stored(7, 3),
 			ds:    fixture.DaemonSet("fluentd", withImage("fluentd:v2"), rolling(intstr.FromInt32(2), zero)),
 			nodes: tenNodes(3),
-			want: []string{"the rollout will stall: 3 of 10 targeted nodes have no available daemon pod (3 not ready or unreachable), and maxUnavailable is 2; " +
-				"raise maxUnavailable to at least 4 or fix those nodes first"},
+			want: []string{"the rollout will stall: 3 of 10 targeted nodes are not ready or unreachable, and their daemon pods can be neither replaced nor removed, " +
+				"which uses up maxUnavailable (2); raise maxUnavailable to at least 4 or fix those nodes first"},
 		},
 		{
 			name:  "lets a rollout through whose maxUnavailable leaves room after the not-ready nodes",
-			old:   stored(7, 0),
+			old:   stored(7, 3),
 			ds:    fixture.DaemonSet("fluentd", withImage("fluentd:v2"), rolling(intstr.FromInt32(5), zero)),
 			nodes: tenNodes(3),
 		},
 		{
-			name:  "counts the pods the stored status calls unavailable",
-			old:   stored(10, 1),
+			name: "says nothing of pods the status calls unavailable: the controller replaces those outside the budget",
+			old: func() *appsv1.DaemonSet {
+				ds := stored(10, 0)
+				ds.Status.NumberUnavailable = 3
+				return ds
+			}(),
 			ds:    fixture.DaemonSet("fluentd", withImage("fluentd:v2"), rolling(one, zero)),
 			nodes: tenNodes(0),
-			want:  []string{"1 of 10 targeted nodes have no available daemon pod (0 not ready or unreachable), and maxUnavailable is 1; raise maxUnavailable to at least 2"},
+		},
+		{
+			name:  "says nothing of not-ready nodes that hold no daemon pod, which the rollout never waits for",
+			old:   stored(7, 0),
+			ds:    fixture.DaemonSet("fluentd", withImage("fluentd:v2"), rolling(one, zero)),
+			nodes: tenNodes(3),
 		},
 		{
 			name:  "resolves a percentage against the desired pods, rounding up as the controller does",
-			old:   stored(7, 0),
+			old:   stored(7, 3),
 			ds:    fixture.DaemonSet("fluentd", withImage("fluentd:v2"), rolling(intstr.FromString("30%"), zero)),
 			nodes: tenNodes(3),
-			want:  []string{"and maxUnavailable is 3; raise maxUnavailable to at least 4"},
+			want:  []string{"which uses up maxUnavailable (3); raise maxUnavailable to at least 4"},
 		},
 		{
 			name:  "says nothing of a surging rollout, which starts new pods beside the old ones",
-			old:   stored(7, 0),
+			old:   stored(7, 3),
 			ds:    fixture.DaemonSet("fluentd", withImage("fluentd:v2"), rolling(zero, one)),
 			nodes: tenNodes(3),
 		},
 		{
 			name:  "says nothing of an update that leaves the pod template alone: nothing rolls",
-			old:   stored(7, 0),
+			old:   stored(7, 3),
 			ds:    fixture.DaemonSet("fluentd", rolling(one, zero), func(ds *appsv1.DaemonSet) { ds.Labels = map[string]string{"team": "obs"} }),
 			nodes: tenNodes(3),
 		},
@@ -99,7 +110,7 @@ func TestRolloutStall(t *testing.T) {
 		},
 		{
 			name: "says nothing of an OnDelete DaemonSet, whose pods change only when deleted",
-			old:  stored(7, 0),
+			old:  stored(7, 3),
 			ds: fixture.DaemonSet("fluentd", withImage("fluentd:v2"), func(ds *appsv1.DaemonSet) {
 				ds.Spec.UpdateStrategy = appsv1.DaemonSetUpdateStrategy{Type: appsv1.OnDeleteDaemonSetStrategyType}
 			}),
