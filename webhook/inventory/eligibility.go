@@ -150,6 +150,22 @@ func (inv *Inventory) NotReady(spec *corev1.PodSpec) (int, error) {
 	return count, err
 }
 
+// Spread returns how many of the nodes the template would run on carry each
+// value of the label key; nodes without the label are not counted. Like
+// Coverage, it is one question.
+func (inv *Inventory) Spread(spec *corev1.PodSpec, key string) (map[string]int, error) {
+	p := newPlacement(spec)
+	// A placement that names the key makes the groups tell its values apart.
+	byKey := newPlacement(&corev1.PodSpec{NodeSelector: map[string]string{key: ""}})
+	counts := map[string]int{}
+	_, err := inv.eachGroup([]*placement{p, byKey}, func(node *corev1.Node, size int, _ func() []string) {
+		if v, ok := node.Labels[key]; ok && p.fits(node) {
+			counts[v] += size
+		}
+	})
+	return counts, err
+}
+
 // eachGroup calls visit once for each group of nodes that the placements
 // cannot tell apart, with a node that stands for the group, its size and a
 // function listing its members' names, after checking the work against

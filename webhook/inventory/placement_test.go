@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -65,6 +66,22 @@ func TestPlacementEqualsTheController(t *testing.T) {
 		}
 		if cov.Eligible != want || cov.Nodes != len(nodes) || excluded != len(nodes)-want {
 			t.Fatalf("round %d: coverage %+v, want %d of %d eligible\nspec: %+v", round, cov, want, len(nodes), spec)
+		}
+
+		// Spread by hostname counts, per label value, the nodes that run
+		// the pod (generated hostnames may repeat, and may be absent).
+		spread, err := inv.Spread(&spec, corev1.LabelHostname)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantSpread := map[string]int{}
+		for _, n := range nodes {
+			if host, labelled := n.Labels[corev1.LabelHostname]; labelled && controllerShouldRun(n, &spec) {
+				wantSpread[host]++
+			}
+		}
+		if !maps.Equal(spread, wantSpread) {
+			t.Fatalf("round %d: Spread = %v, the controller's answers give %v\nspec: %+v", round, spread, wantSpread, spec)
 		}
 
 		newSpec := generated.Spec(rng, nodes, everything)

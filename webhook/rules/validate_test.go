@@ -399,10 +399,11 @@ func TestValidate(t *testing.T) {
 			ds: fixture.DaemonSet("fluentd", func(ds *appsv1.DaemonSet) {
 				ds.Spec.Template.Spec.RestartPolicy = corev1.RestartPolicyNever
 			}),
-			policy:   denyTargets,
-			view:     panickingNodes{},
-			want:     []want{{"restart-policy-always", "deny", "spec.template.spec.restartPolicy", "restartPolicy is Never"}, {"rollout-budget", "warn", "spec", "could not be evaluated"}, {"targets-nodes", "warn", "spec", "the rule could not be evaluated, so it was not applied (its onError is allow): panic: a bug"}},
-			wantErrs: []string{"rule rollout-budget: panic: a bug", "rule targets-nodes: panic: a bug"},
+			policy: denyTargets,
+			view:   panickingNodes{},
+			want: []want{{"node-platform", "warn", "spec", "could not be evaluated"}, {"restart-policy-always", "deny", "spec.template.spec.restartPolicy", "restartPolicy is Never"},
+				{"rollout-budget", "warn", "spec", "could not be evaluated"}, {"targets-nodes", "warn", "spec", "the rule could not be evaluated, so it was not applied (its onError is allow): panic: a bug"}},
+			wantErrs: []string{"rule node-platform: panic: a bug", "rule rollout-budget: panic: a bug", "rule targets-nodes: panic: a bug"},
 		},
 		{
 			name: "denies for a rule that cannot be evaluated when its onError says deny",
@@ -412,17 +413,19 @@ func TestValidate(t *testing.T) {
 				p.Rules[RolloutBudget].Action = policy.Off
 			},
 			view:     panickingNodes{},
-			want:     []want{{"targets-nodes", "deny", "spec", "the rule could not be evaluated, and its onError is deny: panic: a bug"}},
-			wantErrs: []string{"rule targets-nodes: panic: a bug"},
+			want:     []want{{"node-platform", "warn", "spec", "could not be evaluated, so it was not applied"}, {"targets-nodes", "deny", "spec", "the rule could not be evaluated, and its onError is deny: panic: a bug"}},
+			wantErrs: []string{"rule node-platform: panic: a bug", "rule targets-nodes: panic: a bug"},
 		},
 		{
 			name: "refuses to start a placement question over the work bound, and answers as onError says",
 			ds: fixture.DaemonSet("fluentd", func(ds *appsv1.DaemonSet) {
 				ds.Spec.Template.Spec.Affinity = fixture.RequiredTerms(5000, corev1.LabelHostname, func(i int) string { return fmt.Sprintf("node-%d", i) })
 			}),
-			nodes:    fixture.Cluster(400, 4),
-			want:     []want{{"rollout-budget", "warn", "spec", "placement is too expensive to check"}, {"targets-nodes", "warn", "spec", "placement is too expensive to check: 400 groups of alike nodes"}},
-			wantErrs: []string{"rule rollout-budget: placement is too expensive to check", "rule targets-nodes: placement is too expensive to check: 400 groups of alike nodes"},
+			nodes: fixture.Cluster(400, 4),
+			want: []want{{"node-platform", "warn", "spec", "placement is too expensive to check"}, {"rollout-budget", "warn", "spec", "placement is too expensive to check"},
+				{"targets-nodes", "warn", "spec", "placement is too expensive to check: 400 groups of alike nodes"}},
+			wantErrs: []string{"rule node-platform: placement is too expensive to check", "rule rollout-budget: placement is too expensive to check",
+				"rule targets-nodes: placement is too expensive to check: 400 groups of alike nodes"},
 		},
 		{
 			name: "judges an image-only update by the image, not by the toleration the policy now adds",
@@ -564,6 +567,9 @@ func (panickingNodes) Moved(*corev1.PodSpec, *corev1.PodSpec) ([]string, []strin
 	panic("a bug")
 }
 func (panickingNodes) NotReady(*corev1.PodSpec) (int, error) { panic("a bug") }
+func (panickingNodes) Spread(*corev1.PodSpec, string) (map[string]int, error) {
+	panic("a bug")
+}
 
 func updateEntry(manager, fields string) metav1.ManagedFieldsEntry {
 	return metav1.ManagedFieldsEntry{Manager: manager, Operation: metav1.ManagedFieldsOperationUpdate, FieldsType: "FieldsV1", FieldsV1: metav1.NewFieldsV1(fields)}
