@@ -2,7 +2,6 @@ package rules
 
 import (
 	"cmp"
-	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -93,24 +92,7 @@ func TestNodePlatform(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p := policy.Default(Builtin())
 			policy.OptionsOf[*NodePlatformOptions](p, NodePlatform).SingleArch = tt.singleArch
-			findings, errs := Builtin().Validate(&Input{Operation: cmp.Or(tt.op, Create), Object: tt.ds, OldObject: tt.old, Policy: p, Nodes: tt.nodes})
-			if len(errs) > 0 {
-				t.Fatal(errs)
-			}
-			var got []string
-			for _, f := range findings {
-				if f.Rule == NodePlatform {
-					got = append(got, f.Message)
-				}
-			}
-			if len(got) != len(tt.want) {
-				t.Fatalf("node-platform found %q, want %d findings like %q", got, len(tt.want), tt.want)
-			}
-			for i := range got {
-				if !strings.Contains(got[i], tt.want[i]) {
-					t.Errorf("finding %d = %q, want it to contain %q", i, got[i], tt.want[i])
-				}
-			}
+			expectRuleFindings(t, &Input{Operation: cmp.Or(tt.op, Create), Object: tt.ds, OldObject: tt.old, Policy: p, Nodes: tt.nodes}, NodePlatform, tt.want)
 		})
 	}
 }

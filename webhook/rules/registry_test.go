@@ -30,6 +30,34 @@ func withRule(t *testing.T, name string, change func(*Rule)) *Catalog {
 	return c
 }
 
+// expectRuleFindings validates in and holds the findings of one rule, all at
+// its default action warn, to want: substrings of their messages, in order.
+func expectRuleFindings(t *testing.T, in *Input, rule string, want []string) {
+	t.Helper()
+	findings, errs := Builtin().Validate(in)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	var got []string
+	for _, f := range findings {
+		if f.Rule != rule {
+			continue
+		}
+		got = append(got, f.Message)
+		if f.Action != policy.Warn {
+			t.Errorf("finding %q is %s, want warn, the rule's default", f.Message, f.Action)
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%s found %q, want %d findings like %q", rule, got, len(want), want)
+	}
+	for i := range got {
+		if !strings.Contains(got[i], want[i]) {
+			t.Errorf("finding %d = %q, want it to contain %q", i, got[i], want[i])
+		}
+	}
+}
+
 // noLatestTag is a rule that only this test declares, as a new rule's file
 // would: its name, kind, default, options and function, and nothing else.
 type noLatestTagOptions struct {

@@ -141,27 +141,7 @@ func TestRolloutStall(t *testing.T) {
 			if op == Update {
 				in.OldObject = tt.old
 			}
-			findings, errs := Builtin().Validate(in)
-			if len(errs) > 0 {
-				t.Fatal(errs)
-			}
-			var got []string
-			for _, f := range findings {
-				if f.Rule == RolloutStall {
-					got = append(got, f.Message)
-					if f.Action != policy.Warn {
-						t.Errorf("finding %q is %s, want warn, the rule's default", f.Message, f.Action)
-					}
-				}
-			}
-			if len(got) != len(tt.want) {
-				t.Fatalf("rollout-stall found %q, want %d findings like %q", got, len(tt.want), tt.want)
-			}
-			for i := range got {
-				if !strings.Contains(got[i], tt.want[i]) {
-					t.Errorf("finding %d = %q, want it to contain %q", i, got[i], tt.want[i])
-				}
-			}
+			expectRuleFindings(t, in, RolloutStall, tt.want)
 		})
 	}
 }
