@@ -196,8 +196,8 @@ func (panicking) Coverage(*corev1.PodSpec) (inventory.Coverage, error) {
 func (panicking) Moved(*corev1.PodSpec, *corev1.PodSpec) ([]string, []string, error) {
 	panic("a bug")
 }
-func (panicking) NotReady(*corev1.PodSpec) (int, error)                  { panic("a bug") }
-func (panicking) Spread(*corev1.PodSpec, string) (map[string]int, error) { panic("a bug") }
+func (panicking) NotReady(*corev1.PodSpec) (int, error)                 { panic("a bug") }
+func (panicking) Mixed(*corev1.PodSpec, string) (map[string]int, error) { panic("a bug") }
 
 // TestARuleThatPanicsIsAnsweredAsItsOnErrorSays sends, over real TLS, a
 // DaemonSet whose placement rules panic, under the README's policy where

@@ -150,20 +150,40 @@ func (inv *Inventory) NotReady(spec *corev1.PodSpec) (int, error) {
 	return count, err
 }
 
-// Spread returns how many of the nodes the template would run on carry each
-// value of the label key; nodes without the label are not counted. Like
-// Coverage, it is one question.
-func (inv *Inventory) Spread(spec *corev1.PodSpec, key string) (map[string]int, error) {
-	p := newPlacement(spec)
+// Mixed returns, when the nodes the template would run on carry more than
+// one value of the label key, how many carry each; nil otherwise. Nodes
+// without the label are not counted. Whether the cluster holds two values
+// at all is answered first from a grouping by the key alone, which every
+// template shares, so that on a cluster of one value (most clusters, for
+// kubernetes.io/os) the question builds no grouping per template.
+func (inv *Inventory) Mixed(spec *corev1.PodSpec, key string) (map[string]int, error) {
 	// A placement that names the key makes the groups tell its values apart.
 	byKey := newPlacement(&corev1.PodSpec{NodeSelector: map[string]string{key: ""}})
+	var first string
+	seen, several := false, false
+	_, err := inv.eachGroup([]*placement{byKey}, func(node *corev1.Node, _ int, _ func() []string) {
+		switch v, ok := node.Labels[key]; {
+		case !ok || several:
+		case !seen:
+			first, seen = v, true
+		case v != first:
+			several = true
+		}
+	})
+	if err != nil || !several {
+		return nil, err
+	}
+	p := newPlacement(spec)
 	counts := map[string]int{}
-	_, err := inv.eachGroup([]*placement{p, byKey}, func(node *corev1.Node, size int, _ func() []string) {
+	_, err = inv.eachGroup([]*placement{p, byKey}, func(node *corev1.Node, size int, _ func() []string) {
 		if v, ok := node.Labels[key]; ok && p.fits(node) {
 			counts[v] += size
 		}
 	})
-	return counts, err
+	if err != nil || len(counts) < 2 {
+		return nil, err
+	}
+	return counts, nil
 }
 
 // eachGroup calls visit once for each group of nodes that the placements

@@ -55,11 +55,11 @@ func nodePlatform(in *Input) ([]Finding, error) {
 	}
 	var out []Finding
 	for _, key := range keys {
-		counts, err := in.Nodes.Spread(&in.Object.Spec.Template.Spec, key)
+		counts, err := in.Nodes.Mixed(&in.Object.Spec.Template.Spec, key)
 		if err != nil {
 			return nil, err
 		}
-		if len(counts) < 2 {
+		if counts == nil {
 			continue
 		}
 		// The most common value is the likely target: name it in the fix.

@@ -52,7 +52,7 @@ type Nodes interface {
 	Coverage(spec *corev1.PodSpec) (inventory.Coverage, error)
 	Moved(oldSpec, newSpec *corev1.PodSpec) (lost, gained []string, err error)
 	NotReady(spec *corev1.PodSpec) (int, error)
-	Spread(spec *corev1.PodSpec, key string) (map[string]int, error)
+	Mixed(spec *corev1.PodSpec, key string) (map[string]int, error)
 }
 
 // Input is everything a rule may look at.
