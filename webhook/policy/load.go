@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -92,13 +91,12 @@ func Parse(data []byte, c Catalog) (*Policy, error) {
 			"minReadySeconds are now rules.rolling-update-defaults.maxUnavailable and minReadySeconds")
 	}
 	p := &Policy{APIVersion: doc.APIVersion, Kind: doc.Kind, Exemptions: doc.Exemptions, SkipAnnotation: doc.SkipAnnotation, Rules: map[string]*RuleConfig{}}
-	var errs field.ErrorList
-	specs, names := c.Specs(), names(c)
-	rules := field.NewPath("rules")
+	specs := c.Specs()
 	for _, name := range slices.Sorted(maps.Keys(doc.Rules)) {
 		i := slices.IndexFunc(specs, func(s Spec) bool { return s.Name == name })
 		if i < 0 {
-			errs = append(errs, field.NotSupported(rules.Child(name), name, names))
+			// Kept undecoded, for Validate to refuse with the others.
+			p.Rules[name] = &RuleConfig{}
 			continue
 		}
 		cfg, err := decodeRule(specs[i], doc.Rules[name], "rules."+name)
@@ -106,9 +104,6 @@ func Parse(data []byte, c Catalog) (*Policy, error) {
 			return nil, fmt.Errorf("decoding policy: %w", err)
 		}
 		p.Rules[name] = cfg
-	}
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("invalid policy: %w", errs.ToAggregate())
 	}
 	p.setDefaults(c)
 	if errs := p.Validate(c); len(errs) > 0 {
@@ -153,9 +148,6 @@ func decodeRule(s Spec, raw json.RawMessage, path string) (*RuleConfig, error) {
 // strictUnmarshal decodes data into v refusing unknown and duplicate fields,
 // whose errors name the full path from prefix, as the API server's do.
 func strictUnmarshal(data []byte, v any, prefix string) error {
-	if bytes.Equal(bytes.TrimSpace(data), []byte("null")) {
-		return nil
-	}
 	strict, err := kjson.UnmarshalStrict(data, v, kjson.DisallowUnknownFields, kjson.DisallowDuplicateFields)
 	if err != nil {
 		if prefix != "" {

@@ -98,6 +98,15 @@ func TestParseRejectsBrokenPolicies(t *testing.T) {
 	}
 }
 
+func TestParseReportsAnUnknownRuleBesideTheOtherInvalidFields(t *testing.T) {
+	_, err := Parse([]byte(header+"rules:\n  check-b: {action: warn}\n  check-a: {action: block}\n"), testCatalog())
+	for _, want := range []string{`rules.check-b: Unsupported value: "check-b"`, `rules.check-a.action: Unsupported value: "block"`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error = %v, want it to contain %q", err, want)
+		}
+	}
+}
+
 func TestOnlyRulesNotAtDenyAreSkippableUnlessThePolicyListsThem(t *testing.T) {
 	for _, tt := range []struct {
 		name, doc       string

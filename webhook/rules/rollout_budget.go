@@ -168,22 +168,30 @@ func firstBudgetConflict(maxUnavailable, budget intstr.IntOrString) (int, bool) 
 // error, as the API server's validation has it; the controller never sees
 // one.
 func MaxUnavailable(ds *appsv1.DaemonSet, targeted int) (int, error) {
-	unavailable, err := daemonutil.UnavailableCount(ds, targeted)
-	if err == nil && unavailable < 0 {
-		err = errors.New("must not be negative")
+	unavailable, _, err := rollingStep(ds, targeted)
+	return unavailable, err
+}
+
+// rollingStep returns what MaxUnavailable resolves and the resolved maxSurge.
+func rollingStep(ds *appsv1.DaemonSet, targeted int) (unavailable, surge int, err error) {
+	resolve := func(field string, count func(*appsv1.DaemonSet, int) (int, error)) (int, error) {
+		n, err := count(ds, targeted)
+		if err == nil && n < 0 {
+			err = errors.New("must not be negative")
+		}
+		if err != nil {
+			return 0, fmt.Errorf("resolving %s: %w", field, err)
+		}
+		return n, nil
 	}
-	if err != nil {
-		return 0, fmt.Errorf("resolving maxUnavailable: %w", err)
+	if unavailable, err = resolve("maxUnavailable", daemonutil.UnavailableCount); err != nil {
+		return 0, 0, err
 	}
-	surge, err := daemonutil.SurgeCount(ds, targeted)
-	if err == nil && surge < 0 {
-		err = errors.New("must not be negative")
-	}
-	if err != nil {
-		return 0, fmt.Errorf("resolving maxSurge: %w", err)
+	if surge, err = resolve("maxSurge", daemonutil.SurgeCount); err != nil {
+		return 0, 0, err
 	}
 	if targeted > 0 && unavailable == 0 && surge == 0 {
-		return 1, nil
+		unavailable = 1
 	}
-	return unavailable, nil
+	return unavailable, surge, nil
 }

@@ -8,7 +8,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	daemonutil "k8s.io/kubernetes/pkg/controller/daemon/util"
 
 	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
 )
@@ -60,13 +59,9 @@ func rolloutStall(in *Input) ([]Finding, error) {
 	if desired == 0 {
 		return nil, nil
 	}
-	maxUnavailable, err := MaxUnavailable(ds, desired)
+	maxUnavailable, surge, err := rollingStep(ds, desired)
 	if err != nil {
 		return nil, nil // the API server has already refused such a value
-	}
-	surge, err := daemonutil.SurgeCount(ds, desired)
-	if err != nil {
-		return nil, nil
 	}
 	path := field.NewPath("spec", "updateStrategy", "rollingUpdate", "maxUnavailable")
 	var out []Finding

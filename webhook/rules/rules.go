@@ -14,6 +14,7 @@ package rules
 import (
 	"cmp"
 	"fmt"
+	"iter"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -212,16 +213,24 @@ func applies(in *Input, rule string) bool {
 // skipRequested reports whether the object's skip annotation names the rule
 // or says "*".
 func skipRequested(in *Input, rule string) bool {
-	skip, ok := in.Object.Annotations[SkipAnnotation]
-	if !ok {
-		return false
-	}
-	for s := range strings.SplitSeq(skip, ",") {
-		if s = strings.TrimSpace(s); s == "*" || s == rule {
+	for s := range skipEntries(in) {
+		if s == "*" || s == rule {
 			return true
 		}
 	}
 	return false
+}
+
+// skipEntries yields the entries of the object's skip annotation, trimmed,
+// leaving out empty ones.
+func skipEntries(in *Input) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		for s := range strings.SplitSeq(in.Object.Annotations[SkipAnnotation], ",") {
+			if s = strings.TrimSpace(s); s != "" && !yield(s) {
+				return
+			}
+		}
+	}
 }
 
 // skipRefused says, beside what a rule found, that the skip annotation asked
@@ -236,13 +245,9 @@ func skipRefused(rule string) Finding {
 // misspelt name must never pass for a skip that works. The request is judged
 // as if the name were not there.
 func (in *Input) skipFindings() []Finding {
-	skip, ok := in.Object.Annotations[SkipAnnotation]
-	if !ok {
-		return nil
-	}
 	var unknown []string
-	for s := range strings.SplitSeq(skip, ",") {
-		if s = strings.TrimSpace(s); s != "" && s != "*" && !in.Policy.Known(s) {
+	for s := range skipEntries(in) {
+		if s != "*" && !in.Policy.Known(s) {
 			unknown = append(unknown, strconv.Quote(s))
 		}
 	}
