@@ -168,6 +168,7 @@ func TestMutatingHandler(t *testing.T) {
 			body: reviewBody("CREATE", `"fluentd"`, nil, ""), code: http.StatusBadRequest, message: "decoding object"},
 	}
 	srv := newTestServer(t, cluster()...)
+	patched := 0
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if tt.contentType == "" {
@@ -178,7 +179,16 @@ func TestMutatingHandler(t *testing.T) {
 			if got := sortedPatch(t, resp.Patch); got != tt.patch {
 				t.Errorf("patch:\n got  %s\n want %s", got, tt.patch)
 			}
+			if resp.Patch != nil {
+				patched++
+			}
 		})
+	}
+	// A decision is one answer: a patch counts once, however many rules made it.
+	got := testutil.ToFloat64(srv.metrics.decisions.WithLabelValues("mutate", "CREATE", "patched")) +
+		testutil.ToFloat64(srv.metrics.decisions.WithLabelValues("mutate", "UPDATE", "patched"))
+	if patched == 0 || got != float64(patched) {
+		t.Errorf("daemonset_guard_decisions_total{webhook=mutate,decision=patched} = %v, want the %d patches answered", got, patched)
 	}
 }
 
