@@ -129,7 +129,9 @@ func daemonSet(namespace, name, image string, change ...func(*appsv1.DaemonSet))
 			Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: name, Image: image}}},
+				// At the class node agents ship with, so that only the tests
+				// of priority-class hear from it.
+				Spec: corev1.PodSpec{PriorityClassName: "system-node-critical", Containers: []corev1.Container{{Name: name, Image: image}}},
 			},
 		},
 	}

@@ -222,7 +222,7 @@ func TestARuleThatPanicsIsAnsweredAsItsOnErrorSays(t *testing.T) {
 			reg := prometheus.NewRegistry()
 			metrics, err := NewMetrics(reg, inventory.New(), rules.Builtin().Names())
 			g.Expect(err).NotTo(HaveOccurred())
-			mutator, validator := newHandlers(rules.Builtin(), policy.NewStore(p), panicking{}, metrics, log)
+			mutator, validator := newHandlers(handler{rules: rules.Builtin(), policy: policy.NewStore(p), nodes: panicking{}, metrics: metrics}, log)
 			srv := httptest.NewUnstartedServer(routesMux(mutator, validator))
 			srv.StartTLS()
 			t.Cleanup(srv.Close)

@@ -137,7 +137,7 @@ func BenchmarkLargeAffinity(b *testing.B) {
 			if nodeRules == "off" {
 				p.Rules[rules.TargetsNodes].Action, p.Rules[rules.RolloutBudget].Action = policy.Off, policy.Off
 			}
-			_, validator := newHandlers(rules.Builtin(), policy.NewStore(p), inv, metrics, logr.Discard())
+			_, validator := newHandlers(handler{rules: rules.Builtin(), policy: policy.NewStore(p), nodes: inv, metrics: metrics}, logr.Discard())
 			h := routes(&Mutator{}, validator, DefaultRequestTimeout)[ValidatePath]
 			b.Run(fmt.Sprintf("terms=10000/%s/node-rules=%s", listed.name, nodeRules), func(b *testing.B) { serve(b, h, body, `"allowed":true`) })
 		}

@@ -39,6 +39,7 @@ type handler struct {
 	rules   *rules.Catalog
 	policy  *policy.Store
 	nodes   rules.Nodes
+	classes rules.PriorityClasses
 	metrics *Metrics
 	log     logr.Logger
 }
@@ -67,7 +68,7 @@ func (h *handler) input(req admission.Request) (*rules.Input, error) {
 	default:
 		return nil, fmt.Errorf("unknown operation %q", req.Operation)
 	}
-	in := &rules.Input{Operation: op, Policy: h.policy.Get(), Nodes: h.nodes}
+	in := &rules.Input{Operation: op, Policy: h.policy.Get(), Nodes: h.nodes, PriorityClasses: h.classes}
 	var err error
 	if in.Object, err = h.decode(req.Object, "object"); err != nil {
 		return nil, err

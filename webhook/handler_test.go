@@ -50,7 +50,7 @@ func testHandlers(t testing.TB, nodes rules.Nodes) (*Mutator, *Validator, *Metri
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, v := newHandlers(rules.Builtin(), policy.NewStore(p), nodes, metrics, logr.Discard())
+	m, v := newHandlers(handler{rules: rules.Builtin(), policy: policy.NewStore(p), nodes: nodes, metrics: metrics}, logr.Discard())
 	return m, v, metrics
 }
 

@@ -96,7 +96,7 @@ func TestThroughTheAPIServer(t *testing.T) {
 		g := NewWithT(t)
 		applied := fmt.Sprintf(`{"apiVersion":"apps/v1","kind":"DaemonSet","metadata":{"name":"node-exporter"},"spec":{
 			"selector":{"matchLabels":{"app":"node-exporter"}},"updateStrategy":{"rollingUpdate":{"maxUnavailable":1}},
-			"template":{"metadata":{"labels":{"app":"node-exporter"}},"spec":{"containers":[{"name":"e","image":"%s"}]}}}}`, "prom/node-exporter:v1.8")
+			"template":{"metadata":{"labels":{"app":"node-exporter"}},"spec":{"priorityClassName":"system-cluster-critical","containers":[{"name":"e","image":"%s"}]}}}}`, "prom/node-exporter:v1.8")
 		ds, err := dsClient.Patch(ctx, "node-exporter", types.ApplyPatchType, []byte(applied), metav1.PatchOptions{FieldManager: "gitops"})
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(*ds.Spec.UpdateStrategy.RollingUpdate.MaxUnavailable).To(Equal(intstr.FromInt32(1)), "the applier owns maxUnavailable")

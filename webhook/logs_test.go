@@ -26,7 +26,7 @@ func TestDecisionLogsCarryNoObjectBodyNorUserInfo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mutator, validator := newHandlers(rules.Builtin(), policy.NewStore(policy.Default(rules.Builtin())), inventory.New(cluster()...), metrics, log)
+	mutator, validator := newHandlers(handler{rules: rules.Builtin(), policy: policy.NewStore(policy.Default(rules.Builtin())), nodes: inventory.New(cluster()...), metrics: metrics}, log)
 	r := routes(mutator, validator, DefaultRequestTimeout)
 	ds := fixture.DaemonSet("fluentd", func(ds *appsv1.DaemonSet) {
 		ds.Spec.Template.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "TOKEN", Value: "s3cr3t-value"}}

@@ -46,6 +46,7 @@ daemonset_guard_policy_reloads_total{result="ok"} 1
 # TYPE daemonset_guard_rule_errors_total counter
 daemonset_guard_rule_errors_total{rule="default-tolerations"} 0
 daemonset_guard_rule_errors_total{rule="node-platform"} 0
+daemonset_guard_rule_errors_total{rule="priority-class"} 0
 daemonset_guard_rule_errors_total{rule="restart-policy-always"} 0
 daemonset_guard_rule_errors_total{rule="rolling-update-defaults"} 0
 daemonset_guard_rule_errors_total{rule="rollout-budget"} 0

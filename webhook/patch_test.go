@@ -44,7 +44,7 @@ func TestMutableFieldsPatchEqualsTheWholeObjectPatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mutator, _ := newHandlers(rules.Builtin(), store, inventory.New(), metrics, logr.Discard())
+	mutator, _ := newHandlers(handler{rules: rules.Builtin(), policy: store, nodes: inventory.New(), metrics: metrics}, logr.Discard())
 
 	var written []*appsv1.DaemonSet
 	for range 20 {

@@ -59,7 +59,7 @@ func TestPolicyReloadUnderLoadNeverMixesPolicies(t *testing.T) {
 	defer cancel()
 	go func() { _ = watcher.Start(ctx) }()
 
-	m, v := newHandlers(rules.Builtin(), store, inventory.New(cluster()...), metrics, logr.Discard())
+	m, v := newHandlers(handler{rules: rules.Builtin(), policy: store, nodes: inventory.New(cluster()...), metrics: metrics}, logr.Discard())
 	mutate := routes(m, v, DefaultRequestTimeout)[MutatePath]
 	body := reviewBody("CREATE", fixture.DaemonSet("fluentd"), nil, "")
 

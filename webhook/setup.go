@@ -13,6 +13,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	schedulingv1 "k8s.io/api/scheduling/v1"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/daemonset-guard/daemonset-guard/webhook/inventory"
 	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
+	"github.com/daemonset-guard/daemonset-guard/webhook/priorityclass"
 	"github.com/daemonset-guard/daemonset-guard/webhook/rules"
 )
 
@@ -41,18 +43,20 @@ type Options struct {
 }
 
 // CacheOptions returns the manager cache options the webhooks rely on: Nodes
-// are stripped to what placement needs before they enter the cache.
+// and PriorityClasses are stripped to what the rules read before they enter
+// the cache.
 func CacheOptions() cache.Options {
 	return cache.Options{
 		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Node{}: {Transform: inventory.StripNode},
+			&corev1.Node{}:                {Transform: inventory.StripNode},
+			&schedulingv1.PriorityClass{}: {Transform: priorityclass.Strip},
 		},
 	}
 }
 
-// Setup loads the policy and registers the node inventory, the policy watcher,
-// the readiness checks and both webhook paths on the manager, whose cache
-// must have been built with CacheOptions. It returns a function that reports
+// Setup loads the policy and registers the node inventory, the PriorityClass
+// view, the policy watcher, the readiness checks and both webhook paths on
+// the manager, whose cache must have been built with CacheOptions. It returns a function that reports
 // whether the webhooks can answer: the inventory has synced and the server
 // completes a TLS handshake.
 func Setup(ctx context.Context, mgr manager.Manager, opts Options) (ready func() error, err error) {
@@ -74,6 +78,16 @@ func Setup(ctx context.Context, mgr manager.Manager, opts Options) (ready func()
 	}
 	if err := inv.Attach(informer); err != nil {
 		return nil, fmt.Errorf("watching nodes: %w", err)
+	}
+	// Not a readiness condition: until the classes have synced,
+	// priority-class answers as it does offline, from the system classes.
+	classes := priorityclass.New()
+	classInformer, err := mgr.GetCache().GetInformer(ctx, &schedulingv1.PriorityClass{}, cache.BlockUntilSynced(false))
+	if err != nil {
+		return nil, fmt.Errorf("creating the PriorityClass informer: %w", err)
+	}
+	if err := classes.Attach(classInformer); err != nil {
+		return nil, fmt.Errorf("watching PriorityClasses: %w", err)
 	}
 	if opts.Registerer == nil {
 		opts.Registerer = ctrlmetrics.Registry
@@ -107,7 +121,7 @@ func Setup(ctx context.Context, mgr manager.Manager, opts Options) (ready func()
 		return nil, fmt.Errorf("adding the webhook readiness check: %w", err)
 	}
 
-	mutator, validator := newHandlers(opts.Rules, store, inv, metrics, opts.Log)
+	mutator, validator := newHandlers(handler{rules: opts.Rules, policy: store, nodes: inv, classes: classes, metrics: metrics}, opts.Log)
 	timeout := opts.RequestTimeout
 	if timeout == 0 {
 		timeout = DefaultRequestTimeout
@@ -118,8 +132,7 @@ func Setup(ctx context.Context, mgr manager.Manager, opts Options) (ready func()
 	return func() error { return errors.Join(inventorySynced(nil), serverStarted(nil)) }, nil
 }
 
-func newHandlers(catalog *rules.Catalog, store *policy.Store, nodes rules.Nodes, metrics *Metrics, log logr.Logger) (*Mutator, *Validator) {
-	h := handler{rules: catalog, policy: store, nodes: nodes, metrics: metrics}
+func newHandlers(h handler, log logr.Logger) (*Mutator, *Validator) {
 	mutator, validator := &Mutator{h}, &Validator{h}
 	mutator.log = log.WithName("mutate")
 	validator.log = log.WithName("validate")

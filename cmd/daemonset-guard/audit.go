@@ -64,7 +64,11 @@ func audit(ctx context.Context, client kubernetes.Interface, namespace string, c
 	if err != nil {
 		return nil, unreachableError{fmt.Errorf("listing nodes: %w", err)}
 	}
-	ev := offline.Evaluator{Rules: catalog, Policy: pol, Nodes: inventoryOf(nodeList.Items)}
+	classes, err := priorityClassesOf(ctx, client)
+	if err != nil {
+		return nil, err
+	}
+	ev := offline.Evaluator{Rules: catalog, Policy: pol, Nodes: inventoryOf(nodeList.Items), PriorityClasses: classes}
 	list, err := client.AppsV1().DaemonSets(namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, unreachableError{fmt.Errorf("listing DaemonSets: %w", err)}

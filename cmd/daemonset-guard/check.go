@@ -23,6 +23,7 @@ import (
 	"github.com/daemonset-guard/daemonset-guard/webhook/inventory"
 	"github.com/daemonset-guard/daemonset-guard/webhook/offline"
 	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
+	"github.com/daemonset-guard/daemonset-guard/webhook/priorityclass"
 	"github.com/daemonset-guard/daemonset-guard/webhook/rules"
 )
 
@@ -117,6 +118,11 @@ func runCheck(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ev := offline.Evaluator{Rules: catalog, Policy: pol}
 	if nodes != nil {
 		ev.Nodes = nodes // a nil *Inventory is not a nil rules.Nodes
+	}
+	if client != nil {
+		if ev.PriorityClasses, err = priorityClassesOf(context.Background(), client); err != nil {
+			return fail(err)
+		}
 	}
 	var patchedDocs [][]byte
 	for _, doc := range docs {
@@ -259,6 +265,15 @@ func loadNodes(file string, client kubernetes.Interface, stdin io.Reader) (*inve
 		return nil, nil
 	}
 	return inventory.New(nodes...), nil
+}
+
+// priorityClassesOf lists the cluster's PriorityClasses.
+func priorityClassesOf(ctx context.Context, client kubernetes.Interface) (*priorityclass.Classes, error) {
+	list, err := client.SchedulingV1().PriorityClasses().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, unreachableError{fmt.Errorf("listing PriorityClasses: %w", err)}
+	}
+	return priorityclass.New(list.Items...), nil
 }
 
 func inventoryOf(items []corev1.Node) *inventory.Inventory {

@@ -61,7 +61,7 @@ func TestCheck(t *testing.T) {
 			stdout: []string{"logging/fluentd (<stdin>:1): admitted", "mutated by default-tolerations, rolling-update-defaults:",
 				`~ /spec/updateStrategy/rollingUpdate/maxUnavailable: "10%"`, "nodes: would run on 3 of 8 nodes: 3 lack label disktype=ssd, 2 have untolerated taint nvidia.com/gpu=present:NoSchedule"}},
 		{name: "exits 1 when the corpus holds a DaemonSet the webhook would deny", args: []string{"-f", corpus, "--nodes", corpusNodes, "--policy-file", readmePolicy},
-			code: exitDenied, stdout: []string{"corpus/nvme-agent (" + corpus + ":507): denied", "deny [targets-nodes] spec.template.spec: the DaemonSet would run on no node: 0 of 8 nodes: 8 lack label disktype=nvme"}},
+			code: exitDenied, stdout: []string{"corpus/nvme-agent (" + corpus + ":516): denied", "deny [targets-nodes] spec.template.spec: the DaemonSet would run on no node: 0 of 8 nodes: 8 lack label disktype=nvme"}},
 		{name: "keeps the explicit maxUnavailable of 1 that calico-node's manifest writes, as kubectl apply does", args: []string{"-f", corpus, "--nodes", corpusNodes, "--policy-file", readmePolicy, "-o", "json"},
 			code: exitDenied, stdout: []string{`"name": "calico-node",
       "verdict": "admitted",

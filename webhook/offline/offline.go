@@ -96,6 +96,9 @@ type Evaluator struct {
 	Policy *policy.Policy
 	// Nodes may be nil: node rules then say that placement was not checked.
 	Nodes rules.Nodes
+	// PriorityClasses may be nil: priority-class then knows only the
+	// system classes.
+	PriorityClasses rules.PriorityClasses
 }
 
 // Evaluate runs admission for the creation of written, a DaemonSet as a user
@@ -149,7 +152,7 @@ func (e Evaluator) evaluate(written, live *appsv1.DaemonSet) (res *Result) {
 	}
 	Default(defaulted)
 	mutated := defaulted.DeepCopy()
-	mutations, errs := e.Rules.Mutate(&rules.Input{Operation: op, Object: mutated, OldObject: live, Written: written, Policy: pol, Nodes: nodes})
+	mutations, errs := e.Rules.Mutate(&rules.Input{Operation: op, Object: mutated, OldObject: live, Written: written, Policy: pol, Nodes: nodes, PriorityClasses: e.PriorityClasses})
 	res.Mutations = mutations
 	// The API server defaults the object again after mutating admission.
 	Default(mutated)
@@ -160,7 +163,7 @@ func (e Evaluator) evaluate(written, live *appsv1.DaemonSet) (res *Result) {
 			return &Result{Namespace: written.Namespace, Name: written.Name, Verdict: Failed, Error: err.Error()}
 		}
 	}
-	in := &rules.Input{Operation: op, Object: mutated, OldObject: live, Written: written, Policy: pol, Nodes: nodes}
+	in := &rules.Input{Operation: op, Object: mutated, OldObject: live, Written: written, Policy: pol, Nodes: nodes, PriorityClasses: e.PriorityClasses}
 	findings, validateErrs := e.Rules.Validate(in)
 	for _, f := range findings {
 		res.Findings = append(res.Findings, Finding{Rule: f.Rule, Action: f.Action, Field: f.Field.String(), Message: f.Message})

@@ -14,6 +14,7 @@ import (
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	schedulingv1 "k8s.io/api/scheduling/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -25,6 +26,7 @@ import (
 	"github.com/daemonset-guard/daemonset-guard/webhook/inventory"
 	"github.com/daemonset-guard/daemonset-guard/webhook/offline"
 	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
+	"github.com/daemonset-guard/daemonset-guard/webhook/priorityclass"
 	"github.com/daemonset-guard/daemonset-guard/webhook/rules"
 )
 
@@ -48,6 +50,17 @@ func decodeAll[T any](t *testing.T, path string) []*T {
 		}
 		out = append(out, v)
 	}
+}
+
+// warnings are a result's warnings as the API server relays them.
+func warnings(res *offline.Result) []string {
+	var out []string
+	for _, f := range res.Findings {
+		if f.Action == policy.Warn {
+			out = append(out, "["+f.Rule+"] "+f.Field+": "+f.Message)
+		}
+	}
+	return out
 }
 
 func corpusNodes(t *testing.T) []*corev1.Node {
@@ -76,23 +89,30 @@ func TestOfflineAnswersEqualTheWebhookThroughTheAPIServer(t *testing.T) {
 		_, err := wh.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
 		g.Expect(err).NotTo(HaveOccurred())
 	}
+	// Longhorn's chart creates its own class.
+	_, err := wh.Client.SchedulingV1().PriorityClasses().Create(ctx, &schedulingv1.PriorityClass{
+		ObjectMeta: metav1.ObjectMeta{Name: "longhorn-critical"}, Value: 1000000000}, metav1.CreateOptions{})
+	g.Expect(err).NotTo(HaveOccurred())
+	classList, err := wh.Client.SchedulingV1().PriorityClasses().List(ctx, metav1.ListOptions{})
+	g.Expect(err).NotTo(HaveOccurred())
 	pol, err := policy.Load(examplePolicy, rules.Builtin())
 	g.Expect(err).NotTo(HaveOccurred())
-	inv := inventory.New(nodes...)
+	ev := offline.Evaluator{Rules: rules.Builtin(), Policy: pol, Nodes: inventory.New(nodes...), PriorityClasses: priorityclass.New(classList.Items...)}
 
 	corpus := decodeAll[appsv1.DaemonSet](t, filepath.Join("testdata", "corpus.yaml"))
 	g.Expect(len(corpus)).To(BeNumerically(">=", 30))
-	// The webhook's inventory follows the nodes through its informer.
+	// The webhook's inventory and PriorityClasses follow the cluster
+	// through their informers: wait until it answers as the offline check.
 	g.Eventually(func() []string {
 		_, _ = wh.Client.AppsV1().DaemonSets("corpus").Create(ctx, corpus[0].DeepCopy(), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		return wh.Warnings.Take()
-	}, 10*time.Second, 100*time.Millisecond).Should(BeEmpty())
+	}, 10*time.Second, 100*time.Millisecond).Should(Equal(warnings(ev.Evaluate(corpus[0]))))
 
 	// compare sends ds through the API server and the offline check, and
 	// reports whether both denied it.
 	compare := func(t *testing.T, ds *appsv1.DaemonSet) (denied bool) {
 		g := NewWithT(t)
-		want := offline.Evaluator{Rules: rules.Builtin(), Policy: pol, Nodes: inv}.Evaluate(ds)
+		want := ev.Evaluate(ds)
 		g.Expect(want.Verdict).NotTo(Equal(offline.Failed), want.Error)
 		g.Expect(want.RuleErrors).To(BeEmpty())
 
@@ -108,13 +128,7 @@ func TestOfflineAnswersEqualTheWebhookThroughTheAPIServer(t *testing.T) {
 		wh.Warnings.Take()
 		got, err := wh.Client.AppsV1().DaemonSets(ds.Namespace).Patch(ctx, ds.Name, types.ApplyPatchType, body,
 			metav1.PatchOptions{FieldManager: "parity-test", DryRun: []string{metav1.DryRunAll}})
-		var wantWarnings []string
-		for _, f := range want.Findings {
-			if f.Action == policy.Warn {
-				wantWarnings = append(wantWarnings, "["+f.Rule+"] "+f.Field+": "+f.Message)
-			}
-		}
-		g.Expect(wh.Warnings.Take()).To(Equal(wantWarnings), "the same warnings")
+		g.Expect(wh.Warnings.Take()).To(Equal(warnings(want)), "the same warnings")
 		if want.Verdict == offline.Denied {
 			g.Expect(err).To(HaveOccurred(), "the webhook denies what the offline check denies")
 			for _, f := range want.Findings {

@@ -69,6 +69,9 @@ type Input struct {
 	Policy  *policy.Policy
 	// Nodes is nil when no node information exists; node rules then say so.
 	Nodes Nodes
+	// PriorityClasses is nil when the cluster's PriorityClasses are not
+	// known; priority-class then knows only the system classes.
+	PriorityClasses PriorityClasses
 
 	catalog  *Catalog
 	coverage func() (inventory.Coverage, error)

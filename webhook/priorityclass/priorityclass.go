@@ -1,0 +1,137 @@
+// Package priorityclass keeps the cluster's PriorityClasses, as few fields of
+// them as the priority-class rule reads, current from an informer. A cluster
+// has a handful of PriorityClasses, so they are kept whole in a map.
+package priorityclass
+
+import (
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	schedulingv1 "k8s.io/api/scheduling/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/cache"
+)
+
+// Class is what scheduling takes from a PriorityClass.
+type Class struct {
+	Name          string
+	Value         int32
+	GlobalDefault bool
+	// Preempts is false for preemptionPolicy Never: the scheduler then
+	// evicts nothing to make room for the class's pods.
+	Preempts bool
+}
+
+// Of returns the Class of a PriorityClass.
+func Of(pc *schedulingv1.PriorityClass) Class {
+	return Class{Name: pc.Name, Value: pc.Value, GlobalDefault: pc.GlobalDefault,
+		Preempts: pc.PreemptionPolicy == nil || *pc.PreemptionPolicy != corev1.PreemptNever}
+}
+
+// Classes is the set of the cluster's PriorityClasses. It is safe for
+// concurrent use and implements cache.ResourceEventHandler so that an
+// informer keeps it current.
+type Classes struct {
+	mu      sync.RWMutex
+	classes map[string]Class
+	synced  func() bool
+}
+
+// New returns the set of the given classes, reporting itself synced. Attach
+// it to an informer to have it follow the cluster instead.
+func New(classes ...schedulingv1.PriorityClass) *Classes {
+	c := &Classes{classes: map[string]Class{}, synced: func() bool { return true }}
+	for i := range classes {
+		c.OnAdd(&classes[i], false)
+	}
+	return c
+}
+
+// Informer is the part of an informer Classes needs; client-go's and
+// controller-runtime's informers both have it.
+type Informer interface {
+	AddEventHandler(handler cache.ResourceEventHandler) (cache.ResourceEventHandlerRegistration, error)
+}
+
+// Attach makes the informer keep the set current. Until the informer has
+// delivered its initial list, Synced reports false.
+func (c *Classes) Attach(informer Informer) error {
+	reg, err := informer.AddEventHandler(c)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.synced = reg.HasSynced
+	c.mu.Unlock()
+	return nil
+}
+
+// Synced reports whether the set holds the cluster's full list.
+func (c *Classes) Synced() bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.synced()
+}
+
+// Get returns the named class.
+func (c *Classes) Get(name string) (Class, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	class, ok := c.classes[name]
+	return class, ok
+}
+
+// GlobalDefault returns the class that pods without a priorityClassName get,
+// as the API server's Priority admission plugin picks it: of several global
+// defaults (possible while one is being replaced), the lowest.
+func (c *Classes) GlobalDefault() (Class, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var def Class
+	found := false
+	for _, class := range c.classes {
+		if class.GlobalDefault && (!found || class.Value < def.Value) {
+			def, found = class, true
+		}
+	}
+	return def, found
+}
+
+// OnAdd implements cache.ResourceEventHandler.
+func (c *Classes) OnAdd(obj any, _ bool) {
+	if pc, ok := obj.(*schedulingv1.PriorityClass); ok {
+		c.mu.Lock()
+		c.classes[pc.Name] = Of(pc)
+		c.mu.Unlock()
+	}
+}
+
+// OnUpdate implements cache.ResourceEventHandler.
+func (c *Classes) OnUpdate(_, obj any) { c.OnAdd(obj, false) }
+
+// OnDelete implements cache.ResourceEventHandler.
+func (c *Classes) OnDelete(obj any) {
+	if tombstone, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = tombstone.Obj
+	}
+	if pc, ok := obj.(*schedulingv1.PriorityClass); ok {
+		c.mu.Lock()
+		delete(c.classes, pc.Name)
+		c.mu.Unlock()
+	}
+}
+
+// Strip is an informer transform that keeps only the fields Class reads.
+func Strip(obj any) (any, error) {
+	pc, ok := obj.(*schedulingv1.PriorityClass)
+	if !ok {
+		return obj, nil
+	}
+	return &schedulingv1.PriorityClass{
+		TypeMeta:         pc.TypeMeta,
+		ObjectMeta:       metav1.ObjectMeta{Name: pc.Name, UID: pc.UID, ResourceVersion: pc.ResourceVersion},
+		Value:            pc.Value,
+		GlobalDefault:    pc.GlobalDefault,
+		PreemptionPolicy: pc.PreemptionPolicy,
+	}, nil
+}
