@@ -234,11 +234,7 @@ func TestANewNodeGetsAPodAndThePredictionFollows(t *testing.T) {
 	}))
 	c.settled(t, ds, want)
 
-	// Only kwok gives a Node object made here a kubelet. On kind it would
-	// stay NotReady and never run the pod, so e2e/kind/run.sh leaves this
-	// test out by name rather than have it pass without testing anything.
-	g.Expect(c.nodes(t, func(n corev1.Node) bool { return n.Annotations["kwok.x-k8s.io/node"] == "fake" })).NotTo(BeEmpty(),
-		"adding a node needs kwok to play its kubelet; run this test on the local cluster")
+	requireKwok(t, c)
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{
 		Name:        "ssd-new",
 		Labels:      map[string]string{"disktype": "ssd", "kubernetes.io/hostname": "ssd-new", "type": "kwok"},
