@@ -50,7 +50,7 @@ func TestARolloutPredictedToStallStallsAndTheNamedFixFinishesIt(t *testing.T) {
 		} else {
 			dying = append(dying, name)
 		}
-		c.createNode(t, name, pool, taint, i < 3)
+		c.createNode(t, name, pool, taint, i < 3, nil)
 	}
 	kubelet := c.playKubelet(t, ns, dying)
 
@@ -113,12 +113,14 @@ func requireKwok(t *testing.T, c *cluster) {
 }
 
 // createNode creates a node with the labels and taint, played by kwok or
-// not, and deletes it when the test ends.
-func (c *cluster) createNode(t *testing.T, name string, labels map[string]string, taint corev1.Taint, kwok bool) {
+// not, with the given allocatable resources (nil: kwok's, all but infinite),
+// and deletes it when the test ends.
+func (c *cluster) createNode(t *testing.T, name string, labels map[string]string, taint corev1.Taint, kwok bool, allocatable corev1.ResourceList) {
 	t.Helper()
 	node := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"kubernetes.io/hostname": name, "kubernetes.io/os": "linux"}},
 		Spec:       corev1.NodeSpec{Taints: []corev1.Taint{taint}},
+		Status:     corev1.NodeStatus{Allocatable: allocatable, Capacity: allocatable},
 	}
 	for k, v := range labels {
 		node.Labels[k] = v

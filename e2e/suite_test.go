@@ -160,12 +160,20 @@ func predicted(t *testing.T, warnings []string) int {
 // create creates the DaemonSet and returns it with the webhook's prediction.
 func (c *cluster) create(t *testing.T, ds *appsv1.DaemonSet) (*appsv1.DaemonSet, int) {
 	t.Helper()
+	created, warnings := c.createWarned(t, ds)
+	return created, predicted(t, warnings)
+}
+
+// createWarned creates the DaemonSet and returns it with the warnings the
+// create got.
+func (c *cluster) createWarned(t *testing.T, ds *appsv1.DaemonSet) (*appsv1.DaemonSet, []string) {
+	t.Helper()
 	c.warnings.Take()
 	created, err := c.client.AppsV1().DaemonSets(ds.Namespace).Create(context.Background(), ds, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("creating DaemonSet %s: %v", ds.Name, err)
 	}
-	return created, predicted(t, c.warnings.Take())
+	return created, c.warnings.Take()
 }
 
 // predict asks the webhook, by a dry-run create, how many nodes the
