@@ -174,6 +174,46 @@ func TestTheSelfManagedOverlayRegistersItsWebhookOnceItRuns(t *testing.T) {
 		return nil
 	}, 30*time.Second, 250*time.Millisecond).Should(Succeed(), "the API server calls the webhook through the Service, trusting the registered CA")
 
+	t.Run("leads, with the overlay's RBAC, and reports a node change on the DaemonSet it left without a node", func(t *testing.T) {
+		g := NewWithT(t)
+		g.Eventually(func() string {
+			lease, err := c.client.CoordinationV1().Leases(systemNamespace).Get(ctx, "daemonset-guard", metav1.GetOptions{})
+			if err != nil || lease.Spec.HolderIdentity == nil {
+				return ""
+			}
+			return *lease.Spec.HolderIdentity
+		}, 30*time.Second, 250*time.Millisecond).ShouldNot(BeEmpty(), "the webhook holds the Lease")
+		testenv.CreateReadyNodes(t, c.client, fixture.Node("install-1", []string{"pool", "install"}))
+		ds := fixture.Written("pooled", func(ds *appsv1.DaemonSet) {
+			ds.Namespace = "apps"
+			ds.Spec.Template.Spec.NodeSelector = map[string]string{"pool": "install"}
+		})
+		created, err := c.client.AppsV1().DaemonSets("apps").Create(ctx, ds, metav1.CreateOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+		// The re-evaluation takes the new DaemonSet as it is; only a change
+		// after that is news.
+		g.Eventually(func() error {
+			node, err := c.client.CoreV1().Nodes().Get(ctx, "install-1", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			node.Labels["pool"] = map[string]string{"install": "elsewhere", "elsewhere": "install"}[node.Labels["pool"]]
+			if _, err := c.client.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{}); err != nil {
+				return err
+			}
+			events, err := c.client.EventsV1().Events("apps").List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return err
+			}
+			for _, e := range events.Items {
+				if e.Regarding.UID == created.UID && e.Reason == "NoEligibleNodes" {
+					return nil
+				}
+			}
+			return errors.New("no NoEligibleNodes Event on the DaemonSet yet")
+		}, 60*time.Second, 3*time.Second).Should(Succeed(), "relabelled away and back until an Event says the DaemonSet lost its node")
+	})
+
 	t.Run("repairs, with the overlay's RBAC and within seconds, an emptied caBundle and a deleted Secret", func(t *testing.T) {
 		g := NewWithT(t)
 		configs := c.client.AdmissionregistrationV1().ValidatingWebhookConfigurations()
@@ -336,7 +376,9 @@ func runLikeTheDeployment(t *testing.T, deployment *appsv1.Deployment, policyFil
 		}
 		args = append(args, arg)
 	}
-	args = append(args, "--kubeconfig="+kubeconfig)
+	// In the cluster, the Lease's namespace is the pod's own, which a
+	// process on this host does not have.
+	args = append(args, "--kubeconfig="+kubeconfig, "--leader-election-namespace="+systemNamespace)
 	var logs bytes.Buffer
 	cmd := exec.Command(binary, args...)
 	cmd.Stdout, cmd.Stderr = &logs, &logs

@@ -13,6 +13,8 @@ type Metrics struct {
 	findings   *prometheus.CounterVec
 	reloads    *prometheus.CounterVec
 	ruleErrors *prometheus.CounterVec
+	// eligible is written by the leader's node-change re-evaluation.
+	eligible *prometheus.GaugeVec
 }
 
 // NewMetrics creates the metrics and registers them, with gauges that read the
@@ -36,6 +38,10 @@ func NewMetrics(reg prometheus.Registerer, inv *inventory.Inventory, rules []str
 			Name: "daemonset_guard_rule_errors_total",
 			Help: "Rule evaluations that failed or were too expensive to start, answered as the rule's onError says, by rule.",
 		}, []string{"rule"}),
+		eligible: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "daemonset_guard_daemonset_eligible_nodes",
+			Help: "Nodes each DaemonSet would run on, re-evaluated by the leader when nodes change.",
+		}, []string{"namespace", "name"}),
 	}
 	// Every rule's series exists from the start, so that an alert on its
 	// rate needs no special case for a rule that has never failed.
@@ -50,7 +56,7 @@ func NewMetrics(reg prometheus.Registerer, inv *inventory.Inventory, rules []str
 		Name: "daemonset_guard_inventory_node_classes",
 		Help: "Node classes (equal taints and equal values of the label keys some template refers to) held by the node inventory's groupings.",
 	}, func() float64 { _, c := inv.Size(); return float64(c) })
-	for _, c := range []prometheus.Collector{m.decisions, m.findings, m.reloads, m.ruleErrors, nodes, classes} {
+	for _, c := range []prometheus.Collector{m.decisions, m.findings, m.reloads, m.ruleErrors, m.eligible, nodes, classes} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

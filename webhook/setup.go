@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -20,6 +21,7 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/daemonset-guard/daemonset-guard/webhook/inventory"
+	"github.com/daemonset-guard/daemonset-guard/webhook/nodechange"
 	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
 	"github.com/daemonset-guard/daemonset-guard/webhook/priorityclass"
 	"github.com/daemonset-guard/daemonset-guard/webhook/rules"
@@ -42,14 +44,15 @@ type Options struct {
 	RequestTimeout time.Duration
 }
 
-// CacheOptions returns the manager cache options the webhooks rely on: Nodes
-// and PriorityClasses are stripped to what the rules read before they enter
-// the cache.
+// CacheOptions returns the manager cache options the webhooks rely on: Nodes,
+// PriorityClasses and DaemonSets are stripped to what the rules read before
+// they enter the cache.
 func CacheOptions() cache.Options {
 	return cache.Options{
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.Node{}:                {Transform: inventory.StripNode},
 			&schedulingv1.PriorityClass{}: {Transform: priorityclass.Strip},
+			&appsv1.DaemonSet{}:           {Transform: nodechange.StripDaemonSet},
 		},
 	}
 }
@@ -71,20 +74,30 @@ func Setup(ctx context.Context, mgr manager.Manager, opts Options) (ready func()
 	}
 	store := policy.NewStore(pol)
 
-	inv := inventory.New()
-	informer, err := mgr.GetCache().GetInformer(ctx, &corev1.Node{}, cache.BlockUntilSynced(false))
-	if err != nil {
-		return nil, fmt.Errorf("creating the node informer: %w", err)
+	// The manager's cache shares one informer per kind among its users.
+	informerOf := func(obj client.Object) func(context.Context) (nodechange.Informer, error) {
+		return func(ctx context.Context) (nodechange.Informer, error) {
+			informer, err := mgr.GetCache().GetInformer(ctx, obj, cache.BlockUntilSynced(false))
+			if err != nil {
+				return nil, fmt.Errorf("creating the %T informer: %w", obj, err)
+			}
+			return informer, nil
+		}
 	}
-	if err := inv.Attach(informer); err != nil {
+	inv := inventory.New()
+	nodeInformer, err := informerOf(&corev1.Node{})(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := inv.Attach(nodeInformer); err != nil {
 		return nil, fmt.Errorf("watching nodes: %w", err)
 	}
 	// Not a readiness condition: until the classes have synced,
 	// priority-class answers as it does offline, from the system classes.
 	classes := priorityclass.New()
-	classInformer, err := mgr.GetCache().GetInformer(ctx, &schedulingv1.PriorityClass{}, cache.BlockUntilSynced(false))
+	classInformer, err := informerOf(&schedulingv1.PriorityClass{})(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("creating the PriorityClass informer: %w", err)
+		return nil, err
 	}
 	if err := classes.Attach(classInformer); err != nil {
 		return nil, fmt.Errorf("watching PriorityClasses: %w", err)
@@ -99,9 +112,15 @@ func Setup(ctx context.Context, mgr manager.Manager, opts Options) (ready func()
 
 	if opts.PolicyFile != "" {
 		watcher := &policy.Watcher{Path: opts.PolicyFile, Store: store, Catalog: opts.Rules, Reloaded: metrics.PolicyReloaded, Log: opts.Log.WithName("policy")}
-		if err := mgr.Add(manager.RunnableFunc(watcher.Start)); err != nil {
+		if err := mgr.Add(EveryReplica(manager.RunnableFunc(watcher.Start))); err != nil {
 			return nil, fmt.Errorf("adding the policy watcher: %w", err)
 		}
+	}
+	// The leader's, created only once it leads.
+	reevaluator := &nodechange.Reevaluator{Nodes: inv, Policy: store, Recorder: mgr.GetEventRecorder("daemonset-guard"), Eligible: metrics.eligible,
+		Log: opts.Log.WithName("node-change"), NodeInformer: informerOf(&corev1.Node{}), DaemonSetInformer: informerOf(&appsv1.DaemonSet{})}
+	if err := mgr.Add(reevaluator); err != nil {
+		return nil, fmt.Errorf("adding the node-change re-evaluation: %w", err)
 	}
 
 	inventorySynced := func(*http.Request) error {
@@ -131,6 +150,15 @@ func Setup(ctx context.Context, mgr manager.Manager, opts Options) (ready func()
 	}
 	return func() error { return errors.Join(inventorySynced(nil), serverStarted(nil)) }, nil
 }
+
+// EveryReplica marks a runnable that every replica runs, whether it leads
+// or not: without the mark, a manager with leader election runs it on the
+// leader only.
+func EveryReplica(r manager.Runnable) manager.Runnable { return everyReplica{r} }
+
+type everyReplica struct{ manager.Runnable }
+
+func (everyReplica) NeedLeaderElection() bool { return false }
 
 func newHandlers(h handler, log logr.Logger) (*Mutator, *Validator) {
 	mutator, validator := &Mutator{h}, &Validator{h}

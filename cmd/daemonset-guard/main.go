@@ -203,6 +203,8 @@ type config struct {
 	webhookService         string
 	webhookConfiguration   string
 	registerWebhooks       bool
+	leaderElect            bool
+	leaderElectionNS       string
 	zap                    zap.Options
 }
 
@@ -259,6 +261,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.webhookService, "webhook-service", "daemonset-guard-system/daemonset-guard", "namespace/name of the Service the API server calls: the registered webhooks point at it, and self-managed certificates are issued for its DNS names.")
 	fs.StringVar(&cfg.webhookConfiguration, "webhook-configuration", "daemonset-guard", "With --register-webhooks: name of the mutating and validating webhook configurations to fill in.")
 	fs.BoolVar(&cfg.registerWebhooks, "register-webhooks", false, "Once this replica is ready, write the webhooks (rules, --webhook-service, CA bundle) into the two webhook configurations, which the manifests ship empty, and keep them there. Until then nothing is intercepted, so a webhook that never starts cannot block DaemonSet writes.")
+	fs.BoolVar(&cfg.leaderElect, "leader-elect", false, "Elect one leader among the replicas (a Lease named daemonset-guard) to re-evaluate DaemonSets when nodes change and report what a change did to them as Events. Every replica serves the webhooks either way; without it, every replica reports.")
+	fs.StringVar(&cfg.leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease; empty is the pod's own namespace, which a webhook run outside the cluster does not have.")
 	cfg.zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return config{}, err

@@ -68,8 +68,14 @@ func run(ctx context.Context, cfg config) error {
 		Metrics:                metricsOptions(cfg, watcher),
 		HealthProbeBindAddress: cfg.healthProbeBindAddress,
 		PprofBindAddress:       cfg.pprofBindAddress,
-		// Every replica serves; there is nothing to lead.
-		LeaderElection: false,
+		// Every replica serves the webhooks; the leader alone re-evaluates
+		// DaemonSets when nodes change.
+		LeaderElection:          cfg.leaderElect,
+		LeaderElectionID:        "daemonset-guard",
+		LeaderElectionNamespace: cfg.leaderElectionNS,
+		// A replica that stops hands the lead on at once, not after the
+		// Lease expires.
+		LeaderElectionReleaseOnCancel: true,
 		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
 			Port:    cfg.webhookPort,
 			TLSOpts: tlsOpts,
@@ -82,12 +88,12 @@ func run(ctx context.Context, cfg config) error {
 		return fmt.Errorf("adding the certificate watcher: %w", err)
 	}
 	if clientCAs != nil {
-		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error { clientCAs.Run(ctx, 1); return nil })); err != nil {
+		if err := mgr.Add(webhook.EveryReplica(manager.RunnableFunc(func(ctx context.Context) error { clientCAs.Run(ctx, 1); return nil }))); err != nil {
 			return fmt.Errorf("adding the client CA watcher: %w", err)
 		}
 	}
 	if selfManaged != nil {
-		if err := mgr.Add(selfManaged); err != nil {
+		if err := mgr.Add(webhook.EveryReplica(selfManaged)); err != nil {
 			return fmt.Errorf("adding the certificate renewal: %w", err)
 		}
 	}
@@ -107,7 +113,7 @@ func run(ctx context.Context, cfg config) error {
 		if err != nil {
 			return err
 		}
-		if err := mgr.Add(registrar); err != nil {
+		if err := mgr.Add(webhook.EveryReplica(registrar)); err != nil {
 			return fmt.Errorf("adding the webhook registration: %w", err)
 		}
 	}

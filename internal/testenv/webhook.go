@@ -30,6 +30,8 @@ type Webhook struct {
 	Warnings *warnings.Recorder
 	// Config reaches the API server as its administrator.
 	Config *rest.Config
+	// Metrics holds the webhook's own metrics, from its latest Start.
+	Metrics *prometheus.Registry
 
 	t          *testing.T
 	wio        envtest.WebhookInstallOptions
@@ -71,7 +73,8 @@ func (wh *Webhook) Start() {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	if _, err := webhook.Setup(ctx, mgr, webhook.Options{PolicyFile: wh.policyFile, Log: testr.New(t), Registerer: prometheus.NewRegistry()}); err != nil {
+	wh.Metrics = prometheus.NewRegistry()
+	if _, err := webhook.Setup(ctx, mgr, webhook.Options{PolicyFile: wh.policyFile, Log: testr.New(t), Registerer: wh.Metrics}); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error)

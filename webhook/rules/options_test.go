@@ -86,6 +86,9 @@ func TestParseRefusesInvalidRuleOptions(t *testing.T) {
 			"on a DaemonSet that targets 11 nodes it takes down 2 at a time"},
 		{"rejects a toleration the DaemonSet controller adds itself", header + "rules:\n  default-tolerations: {tolerations: [{key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute}]}\n", "rules.default-tolerations.tolerations[0].key: Forbidden: the DaemonSet controller adds"},
 		{"rejects an unstable label that is not a label key", header + "rules:\n  selector-stable-labels: {unstableLabels: [\"helm.sh/chart version\"]}\n", `rules.selector-stable-labels.unstableLabels[0]: Invalid value: "helm.sh/chart version"`},
+		{"rejects a shrinkEvent that is not a percentage", header + "rules:\n  targets-nodes: {shrinkEvent: 3}\n", `rules.targets-nodes.shrinkEvent: Invalid value: "3": must be a percentage from 1% to 100%`},
+		{"rejects a shrinkEvent of 0%", header + "rules:\n  targets-nodes: {shrinkEvent: \"0%\"}\n", `rules.targets-nodes.shrinkEvent: Invalid value: "0%"`},
+		{"rejects a priority-class without a minimum", header + "rules:\n  priority-class: {minimum: \"\"}\n", "rules.priority-class.minimum: Required value"},
 		{"rejects an option of a rule that has none", header + "rules:\n  restart-policy-always: {action: deny, unstableLabels: []}\n", `unknown field "rules.restart-policy-always.unstableLabels": the rule has no options`},
 	}
 	for _, tt := range tests {
