@@ -57,6 +57,7 @@ RUN_ARGS        ?=
 # BENCH_NODES Nodes.
 BENCH_ROWS  ?=
 BENCH_NODES ?= 5000
+BENCH_DAEMONSETS ?= 1000
 
 .DEFAULT_GOAL := help
 
@@ -85,7 +86,7 @@ bench: cluster-tools build localwebhook ## Measure everything (handler CPU vs ba
 	$(GO) build -o $(BIN)/apilatency ./e2e/apilatency
 	$(GO) build -o $(BIN)/memprobe ./e2e/memprobe
 	$(GO) build -o $(BIN)/loadgen ./e2e/loadgen
-	BENCH_NODES=$(BENCH_NODES) hack/bench.sh
+	BENCH_NODES=$(BENCH_NODES) BENCH_DAEMONSETS=$(BENCH_DAEMONSETS) hack/bench.sh
 
 .PHONY: bench-load
 bench-load: cluster-tools build localwebhook ## HTTPS load at 1, 8 and 64 keep-alive connections against the webhook on the local cluster, pinned to one core.
@@ -112,12 +113,13 @@ bench-api: cluster-tools build localwebhook ## DaemonSet create latency through 
 # have, so that it lists them at start-up as the two cache processes it is
 # compared with do.
 .PHONY: bench-memory
-bench-memory: cluster-tools build localwebhook ## Memory of the webhook with BENCH_NODES (5000) realistic Nodes, beside caches of whole and of stripped Nodes.
+bench-memory: cluster-tools build localwebhook ## Memory of the webhook with BENCH_NODES (5000) realistic Nodes and BENCH_DAEMONSETS (1000) DaemonSets, beside caches of whole and of stripped Nodes and DaemonSets.
 	$(GO) build -o $(BIN)/memprobe ./e2e/memprobe
 	@status=0; \
 	{ KWOKCTL_ARGS="--extra-args kube-controller-manager=kube-api-qps=1000 --extra-args kube-controller-manager=kube-api-burst=1000" \
 	  e2e/local-cluster.sh up && \
 	  $(BIN)/memprobe nodes --kubeconfig $(CLUSTER_STATE)/kubeconfig --count $(BENCH_NODES) && \
+	  $(BIN)/memprobe daemonsets --kubeconfig $(CLUSTER_STATE)/kubeconfig --count $(BENCH_DAEMONSETS) && \
 	  e2e/local-cluster.sh restart-webhook && \
 	  $(BIN)/memprobe measure --kubeconfig $(CLUSTER_STATE)/kubeconfig --webhook-pid-file $(CLUSTER_STATE)/webhook.pid \
 	    $(if $(BENCH_ROWS),--rows $(BENCH_ROWS)); } || status=$$?; \

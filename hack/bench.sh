@@ -47,8 +47,9 @@ KWOKCTL_ARGS="--extra-args kube-controller-manager=kube-api-qps=1000 --extra-arg
 log "API-server latency: no admission, daemonset-guard, CEL policies"
 "$bin/apilatency" --kubeconfig "$KUBECONFIG" --rows "$rows"
 
-log "memory with $nodes nodes"
+log "memory with $nodes nodes and ${BENCH_DAEMONSETS:-1000} DaemonSets"
 "$bin/memprobe" nodes --kubeconfig "$KUBECONFIG" --count "$nodes"
+"$bin/memprobe" daemonsets --kubeconfig "$KUBECONFIG" --count "${BENCH_DAEMONSETS:-1000}"
 WEBHOOK_CPUS=0 "$root/e2e/local-cluster.sh" restart-webhook
 "$bin/memprobe" measure --kubeconfig "$KUBECONFIG" --webhook-pid-file "$state/webhook.pid" --rows "$rows"
 

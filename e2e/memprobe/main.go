@@ -1,13 +1,17 @@
-// Command memprobe measures what the node inventory costs in memory at
+// Command memprobe measures what the webhook's caches cost in memory at
 // scale: the RSS and heap of the running daemonset-guard webhook with
-// thousands of realistic Nodes in the cluster, beside two minimal processes
-// with a controller-runtime cache of the same Nodes, one keeping whole Node
-// objects and one stripping them with the webhook's transform.
+// thousands of realistic Nodes in the cluster, beside minimal processes with
+// a controller-runtime cache of the same Nodes, one keeping whole Node
+// objects and one stripping them with the webhook's transform, and the same
+// pair for the cluster's DaemonSets, which the leader caches.
 //
 //	memprobe nodes --kubeconfig FILE [--count 5000]
 //	    create realistic Nodes, which kwok reports Ready
+//	memprobe daemonsets --kubeconfig FILE [--count 1000]
+//	    create realistic DaemonSets (in a namespace whose quota allows no pods)
 //	memprobe measure --kubeconfig FILE --webhook-metrics URL --webhook-pid-file FILE [--rows FILE]
-//	    measure the webhook, then both cache processes
+//	    measure the webhook, then the cache processes (those of DaemonSets
+//	    when the cluster has any)
 //
 // Restart the webhook between the two (e2e/local-cluster.sh restart-webhook)
 // so that it lists the Nodes at start-up, as the cache processes do.
@@ -87,14 +91,26 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		// The cache processes connect as this one does.
 		opts.kubeconfig = *kubeconfig
 		return measure(ctx, cfg, opts, out)
-	case cacheCommand:
-		strip := fs.Bool("strip", false, "strip Nodes with the webhook's transform (inventory.StripNode)")
-		want := fs.Int("nodes", 0, "Nodes the cache must hold before it is measured")
+	case "daemonsets":
+		count := fs.Int("count", 1000, "DaemonSets to create")
+		workers := fs.Int("workers", 8, "concurrent creates")
 		cfg, err := parse()
 		if err != nil {
 			return err
 		}
-		return measureCache(ctx, cfg, *strip, *want, out)
+		if *count < 1 || *workers < 1 {
+			return errors.New("--count and --workers must be positive")
+		}
+		return createDaemonSets(ctx, cfg, *count, *workers, out)
+	case cacheCommand:
+		kind := fs.String("kind", nodesKind, "what to cache: nodes or daemonsets")
+		strip := fs.Bool("strip", false, "strip the objects with the webhook's transforms (inventory.StripNode, nodechange.StripDaemonSet)")
+		want := fs.Int("objects", 0, "objects the cache must hold before it is measured")
+		cfg, err := parse()
+		if err != nil {
+			return err
+		}
+		return measureCache(ctx, cfg, *kind, *strip, *want, out)
 	}
-	return fmt.Errorf("unknown command %q: want nodes or measure", args[0])
+	return fmt.Errorf("unknown command %q: want nodes, daemonsets or measure", args[0])
 }

@@ -17,8 +17,11 @@ import (
 	"text/tabwriter"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -54,20 +57,35 @@ type measureOptions struct {
 // memory is what a process holds once its cache is full and garbage has
 // been collected.
 type memory struct {
-	Nodes     int    `json:"nodes"`
+	Objects   int    `json:"objects"`
 	RSS       uint64 `json:"rssBytes"`
 	HeapInuse uint64 `json:"heapInuseBytes"`
 }
 
-// measure measures the webhook, then a process with a cache of whole Nodes,
-// then one with a cache of stripped Nodes, one after the other so that none
-// competes with another for the CPU.
+// Kinds of cache the cache command fills.
+const (
+	nodesKind      = "nodes"
+	daemonSetsKind = "daemonsets"
+)
+
+// measure measures the webhook, then processes with a cache of whole and of
+// stripped Nodes, and of whole and of stripped DaemonSets when the cluster
+// has any, one after the other so that none competes with another for the
+// CPU.
 func measure(ctx context.Context, cfg *rest.Config, opts measureOptions, out io.Writer) error {
 	clientset, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return err
 	}
-	total, err := countNodes(ctx, clientset)
+	total, err := count(ctx, "Nodes", func(ctx context.Context, o metav1.ListOptions) (k8sruntime.Object, error) {
+		return clientset.CoreV1().Nodes().List(ctx, o)
+	})
+	if err != nil {
+		return err
+	}
+	daemonSets, err := count(ctx, "DaemonSets", func(ctx context.Context, o metav1.ListOptions) (k8sruntime.Object, error) {
+		return clientset.AppsV1().DaemonSets("").List(ctx, o)
+	})
 	if err != nil {
 		return err
 	}
@@ -75,28 +93,34 @@ func measure(ctx context.Context, cfg *rest.Config, opts measureOptions, out io.
 	if err != nil {
 		return err
 	}
-	whole, err := runCache(ctx, opts.kubeconfig, false, total)
-	if err != nil {
-		return fmt.Errorf("measuring a cache of whole Nodes: %w", err)
+	type process struct {
+		name, kind string
+		strip      bool
+		want       int
+		m          memory
 	}
-	stripped, err := runCache(ctx, opts.kubeconfig, true, total)
-	if err != nil {
-		return fmt.Errorf("measuring a cache of stripped Nodes: %w", err)
+	processes := []*process{
+		{name: "controller-runtime cache, whole Nodes", kind: nodesKind, want: total},
+		{name: "controller-runtime cache, inventory.StripNode", kind: nodesKind, strip: true, want: total},
+	}
+	if daemonSets > 0 {
+		processes = append(processes,
+			&process{name: "controller-runtime cache, whole DaemonSets", kind: daemonSetsKind, want: daemonSets},
+			&process{name: "controller-runtime cache, nodechange.StripDaemonSet", kind: daemonSetsKind, strip: true, want: daemonSets})
+	}
+	for _, p := range processes {
+		if p.m, err = runCache(ctx, opts.kubeconfig, p.kind, p.strip, p.want); err != nil {
+			return fmt.Errorf("measuring a %s: %w", p.name, err)
+		}
 	}
 
 	nodes := thousands(total)
-	fmt.Fprintf(out, "Memory with %s Nodes in the cluster, once each process has cached them all and collected garbage\n", nodes)
+	fmt.Fprintf(out, "Memory with %s Nodes and %s DaemonSets in the cluster, once each process has cached them all and collected garbage\n", nodes, thousands(daemonSets))
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "process\tNodes\tRSS\theap in use")
-	for _, p := range []struct {
-		name string
-		m    memory
-	}{
-		{"daemonset-guard webhook", webhookMemory},
-		{"controller-runtime cache, whole Nodes", whole},
-		{"controller-runtime cache, inventory.StripNode", stripped},
-	} {
-		fmt.Fprintf(w, "%s\t%d\t%s\t%s\n", p.name, p.m.Nodes, mib(p.m.RSS), mib(p.m.HeapInuse))
+	fmt.Fprintln(w, "process\tobjects\tRSS\theap in use")
+	fmt.Fprintf(w, "daemonset-guard webhook\t%d Nodes, %d DaemonSets\t%s\t%s\n", webhookMemory.Objects, daemonSets, mib(webhookMemory.RSS), mib(webhookMemory.HeapInuse))
+	for _, p := range processes {
+		fmt.Fprintf(w, "%s\t%d %s\t%s\t%s\n", p.name, p.m.Objects, p.kind, mib(p.m.RSS), mib(p.m.HeapInuse))
 	}
 	w.Flush()
 	verdict := "met"
@@ -108,30 +132,41 @@ func measure(ctx context.Context, cfg *rest.Config, opts measureOptions, out io.
 	if opts.rows == "" {
 		return nil
 	}
-	row := func(what, pair string, value, baseline uint64) bench.Row {
+	row := func(what, at, pair string, value, baseline uint64) bench.Row {
 		return bench.Row{
-			Measurement: fmt.Sprintf("%s at %s Nodes, %s", what, nodes, pair),
+			Measurement: fmt.Sprintf("%s at %s, %s", what, at, pair),
 			Value:       mib(value), Baseline: mib(baseline), Ratio: bench.Ratio(float64(value), float64(baseline)),
 		}
 	}
-	return bench.AppendRows(opts.rows, []bench.Row{
-		row("RSS", "webhook vs whole-Node informer", webhookMemory.RSS, whole.RSS),
-		row("Heap in use", "webhook vs whole-Node informer", webhookMemory.HeapInuse, whole.HeapInuse),
-		row("RSS", "StripNode informer vs whole-Node informer", stripped.RSS, whole.RSS),
-		row("Heap in use", "StripNode informer vs whole-Node informer", stripped.HeapInuse, whole.HeapInuse),
-	})
+	at := nodes + " Nodes"
+	whole, stripped := processes[0].m, processes[1].m
+	rows := []bench.Row{
+		row("RSS", at, "webhook vs whole-Node informer", webhookMemory.RSS, whole.RSS),
+		row("Heap in use", at, "webhook vs whole-Node informer", webhookMemory.HeapInuse, whole.HeapInuse),
+		row("RSS", at, "StripNode informer vs whole-Node informer", stripped.RSS, whole.RSS),
+		row("Heap in use", at, "StripNode informer vs whole-Node informer", stripped.HeapInuse, whole.HeapInuse),
+	}
+	if daemonSets > 0 {
+		at := thousands(daemonSets) + " DaemonSets"
+		whole, stripped := processes[2].m, processes[3].m
+		rows = append(rows,
+			row("RSS", at, "StripDaemonSet informer vs whole-DaemonSet informer", stripped.RSS, whole.RSS),
+			row("Heap in use", at, "StripDaemonSet informer vs whole-DaemonSet informer", stripped.HeapInuse, whole.HeapInuse))
+	}
+	return bench.AppendRows(opts.rows, rows)
 }
 
-// countNodes returns how many Nodes the cluster has, from a one-item page
-// and the count of those remaining.
-func countNodes(ctx context.Context, clientset kubernetes.Interface) (int, error) {
-	page, err := clientset.CoreV1().Nodes().List(ctx, metav1.ListOptions{Limit: 1})
+// count returns how many objects list finds, from a one-item page and the
+// count of those remaining.
+func count(ctx context.Context, what string, list func(context.Context, metav1.ListOptions) (k8sruntime.Object, error)) (int, error) {
+	page, err := list(ctx, metav1.ListOptions{Limit: 1})
 	if err != nil {
-		return 0, fmt.Errorf("counting Nodes: %w", err)
+		return 0, fmt.Errorf("counting %s: %w", what, err)
 	}
-	n := len(page.Items)
-	if page.RemainingItemCount != nil {
-		n += int(*page.RemainingItemCount)
+	n := meta.LenList(page)
+	if list, err := meta.ListAccessor(page); err == nil && list.GetRemainingItemCount() != nil {
+		remaining := list.GetRemainingItemCount()
+		n += int(*remaining)
 	}
 	return n, nil
 }
@@ -172,7 +207,7 @@ func measureWebhook(ctx context.Context, opts measureOptions, nodes int) (memory
 		if err != nil {
 			return false, err
 		}
-		m = memory{Nodes: int(metrics[inventoryMetric]), RSS: rss, HeapInuse: uint64(metrics[heapMetric])}
+		m = memory{Objects: int(metrics[inventoryMetric]), RSS: rss, HeapInuse: uint64(metrics[heapMetric])}
 		return true, nil
 	})
 	if err != nil {
@@ -215,12 +250,12 @@ func scrapeWebhook(ctx context.Context, url string) (map[string]float64, error) 
 
 // runCache runs this program as a child process with the cache command, so
 // that the cache is alone in its heap, and returns what it measured.
-func runCache(ctx context.Context, kubeconfig string, strip bool, nodes int) (memory, error) {
+func runCache(ctx context.Context, kubeconfig, kind string, strip bool, want int) (memory, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return memory{}, err
 	}
-	cmd := exec.CommandContext(ctx, self, cacheCommand, "--kubeconfig", kubeconfig, "--strip="+strconv.FormatBool(strip), "--nodes", strconv.Itoa(nodes))
+	cmd := exec.CommandContext(ctx, self, cacheCommand, "--kubeconfig", kubeconfig, "--kind", kind, "--strip="+strconv.FormatBool(strip), "--objects", strconv.Itoa(want))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
@@ -233,13 +268,25 @@ func runCache(ctx context.Context, kubeconfig string, strip bool, nodes int) (me
 	return m, nil
 }
 
-// measureCache fills a controller-runtime cache with the cluster's Nodes,
-// whole or stripped as the webhook strips them, collects garbage, and writes
-// the process's memory as JSON.
-func measureCache(ctx context.Context, cfg *rest.Config, strip bool, want int, out io.Writer) error {
+// measureCache fills a controller-runtime cache with the cluster's Nodes or
+// DaemonSets, whole or stripped as the webhook strips them, collects
+// garbage, and writes the process's memory as JSON.
+func measureCache(ctx context.Context, cfg *rest.Config, kind string, strip bool, want int, out io.Writer) error {
 	opts := cache.Options{}
 	if strip {
 		opts = webhook.CacheOptions()
+	}
+	var (
+		obj  client.Object
+		list client.ObjectList
+	)
+	switch kind {
+	case nodesKind:
+		obj, list = &corev1.Node{}, &corev1.NodeList{}
+	case daemonSetsKind:
+		obj, list = &appsv1.DaemonSet{}, &appsv1.DaemonSetList{}
+	default:
+		return fmt.Errorf("--kind must be %s or %s, not %q", nodesKind, daemonSetsKind, kind)
 	}
 	c, err := cache.New(cfg, opts)
 	if err != nil {
@@ -248,25 +295,24 @@ func measureCache(ctx context.Context, cfg *rest.Config, strip bool, want int, o
 	// A cache that cannot sync must fail the run, not hang it.
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	if _, err := c.GetInformer(ctx, &corev1.Node{}); err != nil {
-		return fmt.Errorf("creating the Node informer: %w", err)
+	if _, err := c.GetInformer(ctx, obj); err != nil {
+		return fmt.Errorf("creating the %s informer: %w", kind, err)
 	}
 	stopped := make(chan error, 1)
 	go func() { stopped <- c.Start(ctx) }()
 	if !c.WaitForCacheSync(ctx) {
 		cancel()
-		return errors.Join(errors.New("the Node cache did not sync"), <-stopped)
+		return errors.Join(fmt.Errorf("the %s cache did not sync", kind), <-stopped)
 	}
-	var nodes corev1.NodeList
 	// Without deep copies, which would only be more garbage to collect.
-	if err := c.List(ctx, &nodes, client.UnsafeDisableDeepCopy); err != nil {
-		return fmt.Errorf("listing the cached Nodes: %w", err)
+	if err := c.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
+		return fmt.Errorf("listing the cached %s: %w", kind, err)
 	}
-	if len(nodes.Items) < want {
-		return fmt.Errorf("the cache holds %d Nodes after syncing, want %d", len(nodes.Items), want)
+	m := memory{Objects: meta.LenList(list)}
+	if m.Objects < want {
+		return fmt.Errorf("the cache holds %d %s after syncing, want %d", m.Objects, kind, want)
 	}
-	m := memory{Nodes: len(nodes.Items)}
-	nodes.Items = nil
+	list = nil
 	runtime.GC()
 	var stats runtime.MemStats
 	runtime.ReadMemStats(&stats)
