@@ -152,6 +152,8 @@ up() {
 	# - kwok plays the kubelet only of nodes annotated kwok.x-k8s.io/node=fake
 	#   (all of up's), so that a test can add a node whose kubelet it plays
 	#   and then lets die;
+	# - the API server runs the PodNodeSelector and PodTolerationRestriction
+	#   admission plugins, which namespace-placement predicts;
 	# - node heartbeats run at Kubernetes' own pace (a 40 s lease and grace
 	#   period), not kwokctl's default of five times slower, so that the
 	#   node lifecycle controller marks such a node unreachable in under a
@@ -160,7 +162,7 @@ up() {
 	# the order of first appearance (an index out of range), hence the order.
 	# make bench-memory sets its own, at kwokctl's pace for its 5,000 nodes.
 	local extra=()
-	read -ra extra <<<"${KWOKCTL_ARGS:---heartbeat-factor 1 --extra-args kube-controller-manager=kube-api-qps=200 --extra-args kwok-controller=manage-all-nodes=false --extra-args kwok-controller=manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake --extra-args kube-controller-manager=kube-api-burst=400}"
+	read -ra extra <<<"${KWOKCTL_ARGS:---heartbeat-factor 1 --extra-args kube-controller-manager=kube-api-qps=200 --extra-args kwok-controller=manage-all-nodes=false --extra-args kube-apiserver=enable-admission-plugins=PodNodeSelector,PodTolerationRestriction --extra-args kwok-controller=manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake --extra-args kube-controller-manager=kube-api-burst=400}"
 	"$bin/kwokctl" create cluster --name "$name" --runtime binary "${extra[@]}" \
 		--kube-apiserver-binary "$bin/kube-apiserver" \
 		--kube-controller-manager-binary "$bin/kube-controller-manager" \

@@ -40,8 +40,11 @@ type handler struct {
 	policy  *policy.Store
 	nodes   rules.Nodes
 	classes rules.PriorityClasses
-	metrics *Metrics
-	log     logr.Logger
+	// namespaces may be nil (tests of the handlers): namespace-placement
+	// then says it did not check them.
+	namespaces rules.Namespaces
+	metrics    *Metrics
+	log        logr.Logger
 }
 
 // errNotJudged marks requests that carry nothing to judge (DELETE, CONNECT):
@@ -68,7 +71,7 @@ func (h *handler) input(req admission.Request) (*rules.Input, error) {
 	default:
 		return nil, fmt.Errorf("unknown operation %q", req.Operation)
 	}
-	in := &rules.Input{Operation: op, Policy: h.policy.Get(), Nodes: h.nodes, PriorityClasses: h.classes}
+	in := &rules.Input{Operation: op, Policy: h.policy.Get(), Nodes: h.nodes, PriorityClasses: h.classes, Namespaces: h.namespaces}
 	var err error
 	if in.Object, err = h.decode(req.Object, "object"); err != nil {
 		return nil, err

@@ -45,6 +45,7 @@ daemonset_guard_policy_reloads_total{result="ok"} 1
 # HELP daemonset_guard_rule_errors_total Rule evaluations that failed or were too expensive to start, answered as the rule's onError says, by rule.
 # TYPE daemonset_guard_rule_errors_total counter
 daemonset_guard_rule_errors_total{rule="default-tolerations"} 0
+daemonset_guard_rule_errors_total{rule="namespace-placement"} 0
 daemonset_guard_rule_errors_total{rule="node-platform"} 0
 daemonset_guard_rule_errors_total{rule="priority-class"} 0
 daemonset_guard_rule_errors_total{rule="restart-policy-always"} 0

@@ -20,7 +20,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"github.com/daemonset-guard/daemonset-guard/internal/informed"
 	"github.com/daemonset-guard/daemonset-guard/webhook/inventory"
+	"github.com/daemonset-guard/daemonset-guard/webhook/namespaces"
 	"github.com/daemonset-guard/daemonset-guard/webhook/nodechange"
 	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
 	"github.com/daemonset-guard/daemonset-guard/webhook/priorityclass"
@@ -45,20 +47,21 @@ type Options struct {
 }
 
 // CacheOptions returns the manager cache options the webhooks rely on: Nodes,
-// PriorityClasses and DaemonSets are stripped to what the rules read before
-// they enter the cache.
+// PriorityClasses, Namespaces and DaemonSets are stripped to what the rules
+// read before they enter the cache.
 func CacheOptions() cache.Options {
 	return cache.Options{
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.Node{}:                {Transform: inventory.StripNode},
 			&schedulingv1.PriorityClass{}: {Transform: priorityclass.Strip},
 			&appsv1.DaemonSet{}:           {Transform: nodechange.StripDaemonSet},
+			&corev1.Namespace{}:           {Transform: namespaces.Strip},
 		},
 	}
 }
 
 // Setup loads the policy and registers the node inventory, the PriorityClass
-// view, the policy watcher, the readiness checks and both webhook paths on
+// and namespace views, the node-change re-evaluation, the policy watcher, the readiness checks and both webhook paths on
 // the manager, whose cache must have been built with CacheOptions. It returns a function that reports
 // whether the webhooks can answer: the inventory has synced and the server
 // completes a TLS handshake.
@@ -75,8 +78,8 @@ func Setup(ctx context.Context, mgr manager.Manager, opts Options) (ready func()
 	store := policy.NewStore(pol)
 
 	// The manager's cache shares one informer per kind among its users.
-	informerOf := func(obj client.Object) func(context.Context) (nodechange.Informer, error) {
-		return func(ctx context.Context) (nodechange.Informer, error) {
+	informerOf := func(obj client.Object) func(context.Context) (informed.Informer, error) {
+		return func(ctx context.Context) (informed.Informer, error) {
 			informer, err := mgr.GetCache().GetInformer(ctx, obj, cache.BlockUntilSynced(false))
 			if err != nil {
 				return nil, fmt.Errorf("creating the %T informer: %w", obj, err)
@@ -84,23 +87,21 @@ func Setup(ctx context.Context, mgr manager.Manager, opts Options) (ready func()
 			return informer, nil
 		}
 	}
-	inv := inventory.New()
-	nodeInformer, err := informerOf(&corev1.Node{})(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if err := inv.Attach(nodeInformer); err != nil {
-		return nil, fmt.Errorf("watching nodes: %w", err)
-	}
-	// Not a readiness condition: until the classes have synced,
-	// priority-class answers as it does offline, from the system classes.
-	classes := priorityclass.New()
-	classInformer, err := informerOf(&schedulingv1.PriorityClass{})(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if err := classes.Attach(classInformer); err != nil {
-		return nil, fmt.Errorf("watching PriorityClasses: %w", err)
+	// Only the inventory is a readiness condition: until the others have
+	// synced, priority-class answers as it does offline, from the system
+	// classes, and namespace-placement says that it did not check.
+	inv, classes, spaces := inventory.New(), priorityclass.New(), namespaces.New()
+	for _, view := range []struct {
+		obj  client.Object
+		view interface{ Attach(informed.Informer) error }
+	}{{&corev1.Node{}, inv}, {&schedulingv1.PriorityClass{}, classes}, {&corev1.Namespace{}, spaces}} {
+		informer, err := informerOf(view.obj)(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if err := view.view.Attach(informer); err != nil {
+			return nil, fmt.Errorf("watching %T: %w", view.obj, err)
+		}
 	}
 	if opts.Registerer == nil {
 		opts.Registerer = ctrlmetrics.Registry
@@ -140,7 +141,7 @@ func Setup(ctx context.Context, mgr manager.Manager, opts Options) (ready func()
 		return nil, fmt.Errorf("adding the webhook readiness check: %w", err)
 	}
 
-	mutator, validator := newHandlers(handler{rules: opts.Rules, policy: store, nodes: inv, classes: classes, metrics: metrics}, opts.Log)
+	mutator, validator := newHandlers(handler{rules: opts.Rules, policy: store, nodes: inv, classes: classes, namespaces: spaces, metrics: metrics}, opts.Log)
 	timeout := opts.RequestTimeout
 	if timeout == 0 {
 		timeout = DefaultRequestTimeout

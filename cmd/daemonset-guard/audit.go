@@ -64,11 +64,11 @@ func audit(ctx context.Context, client kubernetes.Interface, namespace string, c
 	if err != nil {
 		return nil, unreachableError{fmt.Errorf("listing nodes: %w", err)}
 	}
-	classes, err := priorityClassesOf(ctx, client)
+	classes, spaces, err := clusterViews(ctx, client)
 	if err != nil {
 		return nil, err
 	}
-	ev := offline.Evaluator{Rules: catalog, Policy: pol, Nodes: inventoryOf(nodeList.Items), PriorityClasses: classes}
+	ev := offline.Evaluator{Rules: catalog, Policy: pol, Nodes: inventoryOf(nodeList.Items), PriorityClasses: classes, Namespaces: spaces}
 	list, err := client.AppsV1().DaemonSets(namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, unreachableError{fmt.Errorf("listing DaemonSets: %w", err)}

@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/daemonset-guard/daemonset-guard/webhook/inventory"
+	"github.com/daemonset-guard/daemonset-guard/webhook/namespaces"
 	"github.com/daemonset-guard/daemonset-guard/webhook/offline"
 	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
 	"github.com/daemonset-guard/daemonset-guard/webhook/priorityclass"
@@ -120,7 +121,7 @@ func runCheck(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		ev.Nodes = nodes // a nil *Inventory is not a nil rules.Nodes
 	}
 	if client != nil {
-		if ev.PriorityClasses, err = priorityClassesOf(context.Background(), client); err != nil {
+		if ev.PriorityClasses, ev.Namespaces, err = clusterViews(context.Background(), client); err != nil {
 			return fail(err)
 		}
 	}
@@ -267,13 +268,17 @@ func loadNodes(file string, client kubernetes.Interface, stdin io.Reader) (*inve
 	return inventory.New(nodes...), nil
 }
 
-// priorityClassesOf lists the cluster's PriorityClasses.
-func priorityClassesOf(ctx context.Context, client kubernetes.Interface) (*priorityclass.Classes, error) {
-	list, err := client.SchedulingV1().PriorityClasses().List(ctx, metav1.ListOptions{})
+// clusterViews lists the cluster's PriorityClasses and Namespaces.
+func clusterViews(ctx context.Context, client kubernetes.Interface) (*priorityclass.Classes, *namespaces.Namespaces, error) {
+	classes, err := client.SchedulingV1().PriorityClasses().List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return nil, unreachableError{fmt.Errorf("listing PriorityClasses: %w", err)}
+		return nil, nil, unreachableError{fmt.Errorf("listing PriorityClasses: %w", err)}
 	}
-	return priorityclass.New(list.Items...), nil
+	spaces, err := client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, nil, unreachableError{fmt.Errorf("listing Namespaces: %w", err)}
+	}
+	return priorityclass.New(classes.Items...), namespaces.New(spaces.Items...), nil
 }
 
 func inventoryOf(items []corev1.Node) *inventory.Inventory {

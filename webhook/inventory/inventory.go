@@ -20,7 +20,8 @@ import (
 	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/tools/cache"
+
+	"github.com/daemonset-guard/daemonset-guard/internal/informed"
 )
 
 // maxGroupings bounds the groupings kept at once. Each costs a map entry per
@@ -32,12 +33,12 @@ const maxGroupings = 32
 // use and implements cache.ResourceEventHandler so that a Node informer keeps
 // it current.
 type Inventory struct {
+	informed.Sync
 	mu        sync.RWMutex
 	nodes     map[string]*corev1.Node
 	groupings map[string]*grouping
 	// clock orders the groupings' uses, for eviction.
-	clock  atomic.Uint64
-	synced func() bool
+	clock atomic.Uint64
 }
 
 // New returns an inventory of the given nodes that reports itself synced.
@@ -46,7 +47,6 @@ func New(nodes ...*corev1.Node) *Inventory {
 	inv := &Inventory{
 		nodes:     map[string]*corev1.Node{},
 		groupings: map[string]*grouping{},
-		synced:    func() bool { return true },
 	}
 	for _, n := range nodes {
 		inv.upsert(n)
@@ -54,31 +54,9 @@ func New(nodes ...*corev1.Node) *Inventory {
 	return inv
 }
 
-// Informer is the part of a Node informer the inventory needs; client-go's
-// and controller-runtime's informers both have it.
-type Informer interface {
-	AddEventHandler(handler cache.ResourceEventHandler) (cache.ResourceEventHandlerRegistration, error)
-}
-
-// Attach makes the informer keep the inventory current. Until the informer has
-// delivered its initial list, Synced reports false.
-func (inv *Inventory) Attach(informer Informer) error {
-	reg, err := informer.AddEventHandler(inv)
-	if err != nil {
-		return err
-	}
-	inv.mu.Lock()
-	inv.synced = reg.HasSynced
-	inv.mu.Unlock()
-	return nil
-}
-
-// Synced reports whether the inventory holds the cluster's full node list.
-func (inv *Inventory) Synced() bool {
-	inv.mu.RLock()
-	defer inv.mu.RUnlock()
-	return inv.synced()
-}
+// Attach makes the Node informer keep the inventory current. Until the
+// informer has delivered its initial list, Synced reports false.
+func (inv *Inventory) Attach(informer informed.Informer) error { return inv.Track(informer, inv) }
 
 // Size returns the number of nodes and of node classes summed over the
 // groupings kept.
@@ -103,10 +81,7 @@ func (inv *Inventory) OnUpdate(_, obj any) { inv.OnAdd(obj, false) }
 
 // OnDelete implements cache.ResourceEventHandler.
 func (inv *Inventory) OnDelete(obj any) {
-	if tombstone, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = tombstone.Obj
-	}
-	n, ok := obj.(*corev1.Node)
+	n, ok := informed.Deleted(obj).(*corev1.Node)
 	if !ok {
 		return
 	}

@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
 
+	"github.com/daemonset-guard/daemonset-guard/internal/informed"
 	"github.com/daemonset-guard/daemonset-guard/webhook/inventory"
 	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
 	"github.com/daemonset-guard/daemonset-guard/webhook/rules"
@@ -48,12 +49,6 @@ type Nodes interface {
 	Coverage(spec *corev1.PodSpec) (inventory.Coverage, error)
 }
 
-// Informer is the part of an informer the re-evaluation needs; client-go's
-// and controller-runtime's informers both have it.
-type Informer interface {
-	AddEventHandler(handler cache.ResourceEventHandler) (cache.ResourceEventHandlerRegistration, error)
-}
-
 // Reevaluator re-evaluates the DaemonSets when nodes change. Start it on the
 // leader, with informers on Nodes and DaemonSets.
 type Reevaluator struct {
@@ -66,7 +61,7 @@ type Reevaluator struct {
 	Log      logr.Logger
 	// NodeInformer and DaemonSetInformer return the informers, which
 	// Start creates only once it leads.
-	NodeInformer, DaemonSetInformer func(ctx context.Context) (Informer, error)
+	NodeInformer, DaemonSetInformer func(ctx context.Context) (informed.Informer, error)
 	// Settle and MaxDelay default to DefaultSettle and DefaultMaxDelay.
 	Settle, MaxDelay time.Duration
 
@@ -142,10 +137,7 @@ func (r *Reevaluator) nodeChanged(changed bool) {
 }
 
 func (r *Reevaluator) nodeDeleted(obj any) {
-	if tombstone, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = tombstone.Obj
-	}
-	if n, ok := obj.(*corev1.Node); ok {
+	if n, ok := informed.Deleted(obj).(*corev1.Node); ok {
 		r.mu.Lock()
 		r.deleted[n.Name] = n
 		r.mu.Unlock()
@@ -176,10 +168,7 @@ func (r *Reevaluator) daemonSetChanged(obj any) {
 }
 
 func (r *Reevaluator) daemonSetDeleted(obj any) {
-	if tombstone, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = tombstone.Obj
-	}
-	ds, ok := obj.(*appsv1.DaemonSet)
+	ds, ok := informed.Deleted(obj).(*appsv1.DaemonSet)
 	if !ok {
 		return
 	}

@@ -99,6 +99,9 @@ type Evaluator struct {
 	// PriorityClasses may be nil: priority-class then knows only the
 	// system classes.
 	PriorityClasses rules.PriorityClasses
+	// Namespaces may be nil: namespace-placement then says, where the
+	// policy asks for it, that they were not checked.
+	Namespaces rules.Namespaces
 }
 
 // Evaluate runs admission for the creation of written, a DaemonSet as a user
@@ -152,7 +155,7 @@ func (e Evaluator) evaluate(written, live *appsv1.DaemonSet) (res *Result) {
 	}
 	Default(defaulted)
 	mutated := defaulted.DeepCopy()
-	mutations, errs := e.Rules.Mutate(&rules.Input{Operation: op, Object: mutated, OldObject: live, Written: written, Policy: pol, Nodes: nodes, PriorityClasses: e.PriorityClasses})
+	mutations, errs := e.Rules.Mutate(&rules.Input{Operation: op, Object: mutated, OldObject: live, Written: written, Policy: pol, Nodes: nodes, PriorityClasses: e.PriorityClasses, Namespaces: e.Namespaces})
 	res.Mutations = mutations
 	// The API server defaults the object again after mutating admission.
 	Default(mutated)
@@ -163,7 +166,7 @@ func (e Evaluator) evaluate(written, live *appsv1.DaemonSet) (res *Result) {
 			return &Result{Namespace: written.Namespace, Name: written.Name, Verdict: Failed, Error: err.Error()}
 		}
 	}
-	in := &rules.Input{Operation: op, Object: mutated, OldObject: live, Written: written, Policy: pol, Nodes: nodes, PriorityClasses: e.PriorityClasses}
+	in := &rules.Input{Operation: op, Object: mutated, OldObject: live, Written: written, Policy: pol, Nodes: nodes, PriorityClasses: e.PriorityClasses, Namespaces: e.Namespaces}
 	findings, validateErrs := e.Rules.Validate(in)
 	for _, f := range findings {
 		res.Findings = append(res.Findings, Finding{Rule: f.Rule, Action: f.Action, Field: f.Field.String(), Message: f.Message})

@@ -67,6 +67,7 @@ type document struct {
 	Rules          map[string]json.RawMessage `json:"rules"`
 	Exemptions     []Exemption                `json:"exemptions,omitempty"`
 	SkipAnnotation *SkipAnnotation            `json:"skipAnnotation,omitempty"`
+	Cluster        Cluster                    `json:"cluster,omitzero"`
 	// Mutation is where v1alpha1 policies before the rule registry held
 	// what the mutation rules inject; it is refused with where each field
 	// went.
@@ -90,7 +91,7 @@ func Parse(data []byte, c Catalog) (*Policy, error) {
 			"mutation.tolerations is now rules.default-tolerations.tolerations, and mutation.rollingUpdate.maxUnavailable and " +
 			"minReadySeconds are now rules.rolling-update-defaults.maxUnavailable and minReadySeconds")
 	}
-	p := &Policy{APIVersion: doc.APIVersion, Kind: doc.Kind, Exemptions: doc.Exemptions, SkipAnnotation: doc.SkipAnnotation, Rules: map[string]*RuleConfig{}}
+	p := &Policy{APIVersion: doc.APIVersion, Kind: doc.Kind, Exemptions: doc.Exemptions, SkipAnnotation: doc.SkipAnnotation, Cluster: doc.Cluster, Rules: map[string]*RuleConfig{}}
 	specs := c.Specs()
 	for _, name := range slices.Sorted(maps.Keys(doc.Rules)) {
 		i := slices.IndexFunc(specs, func(s Spec) bool { return s.Name == name })
@@ -211,6 +212,9 @@ func (p *Policy) Validate(c Catalog) field.ErrorList {
 				errs = append(errs, field.NotSupported(field.NewPath("skipAnnotation", "rules").Index(i), r, append([]string{"*"}, names...)))
 			}
 		}
+	}
+	for i, plugin := range p.Cluster.AdmissionPlugins {
+		errs = append(errs, oneOf(field.NewPath("cluster", "admissionPlugins").Index(i), plugin, PodNodeSelector, PodTolerationRestriction)...)
 	}
 	for i, e := range p.Exemptions {
 		path := field.NewPath("exemptions").Index(i)

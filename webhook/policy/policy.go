@@ -90,7 +90,32 @@ type Policy struct {
 	// SkipAnnotation says which rules a DaemonSet's skip annotation may
 	// switch off; nil means every rule whose action is not deny.
 	SkipAnnotation *SkipAnnotation `json:"skipAnnotation,omitempty"`
+	// Cluster says what the cluster does to pods that the rules cannot see
+	// from the API.
+	Cluster Cluster `json:"cluster,omitzero"`
 }
+
+// Admission plugins of the API server that change daemon pods after the
+// DaemonSet controller has decided where they go.
+const (
+	// PodNodeSelector merges a namespace's
+	// scheduler.alpha.kubernetes.io/node-selector into its pods'.
+	PodNodeSelector = "PodNodeSelector"
+	// PodTolerationRestriction adds a namespace's default tolerations to
+	// its pods and refuses pods with tolerations outside its whitelist.
+	PodTolerationRestriction = "PodTolerationRestriction"
+)
+
+// Cluster describes the cluster around the rules.
+type Cluster struct {
+	// AdmissionPlugins lists the API server's admission plugins, among
+	// PodNodeSelector and PodTolerationRestriction, that the cluster
+	// enables (the API server's --enable-admission-plugins).
+	AdmissionPlugins []string `json:"admissionPlugins,omitempty"`
+}
+
+// Runs reports whether the cluster enables the admission plugin.
+func (c Cluster) Runs(plugin string) bool { return slices.Contains(c.AdmissionPlugins, plugin) }
 
 // SkipAnnotation says which rules the skip annotation may switch off.
 type SkipAnnotation struct {

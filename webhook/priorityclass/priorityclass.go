@@ -9,7 +9,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/cache"
+
+	"github.com/daemonset-guard/daemonset-guard/internal/informed"
 )
 
 // Class is what scheduling takes from a PriorityClass.
@@ -32,46 +33,24 @@ func Of(pc *schedulingv1.PriorityClass) Class {
 // concurrent use and implements cache.ResourceEventHandler so that an
 // informer keeps it current.
 type Classes struct {
+	informed.Sync
 	mu      sync.RWMutex
 	classes map[string]Class
-	synced  func() bool
 }
 
 // New returns the set of the given classes, reporting itself synced. Attach
 // it to an informer to have it follow the cluster instead.
 func New(classes ...schedulingv1.PriorityClass) *Classes {
-	c := &Classes{classes: map[string]Class{}, synced: func() bool { return true }}
+	c := &Classes{classes: map[string]Class{}}
 	for i := range classes {
 		c.OnAdd(&classes[i], false)
 	}
 	return c
 }
 
-// Informer is the part of an informer Classes needs; client-go's and
-// controller-runtime's informers both have it.
-type Informer interface {
-	AddEventHandler(handler cache.ResourceEventHandler) (cache.ResourceEventHandlerRegistration, error)
-}
-
-// Attach makes the informer keep the set current. Until the informer has
-// delivered its initial list, Synced reports false.
-func (c *Classes) Attach(informer Informer) error {
-	reg, err := informer.AddEventHandler(c)
-	if err != nil {
-		return err
-	}
-	c.mu.Lock()
-	c.synced = reg.HasSynced
-	c.mu.Unlock()
-	return nil
-}
-
-// Synced reports whether the set holds the cluster's full list.
-func (c *Classes) Synced() bool {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return c.synced()
-}
+// Attach makes the PriorityClass informer keep the set current. Until the
+// informer has delivered its initial list, Synced reports false.
+func (c *Classes) Attach(informer informed.Informer) error { return c.Track(informer, c) }
 
 // Get returns the named class.
 func (c *Classes) Get(name string) (Class, bool) {
@@ -111,10 +90,7 @@ func (c *Classes) OnUpdate(_, obj any) { c.OnAdd(obj, false) }
 
 // OnDelete implements cache.ResourceEventHandler.
 func (c *Classes) OnDelete(obj any) {
-	if tombstone, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = tombstone.Obj
-	}
-	if pc, ok := obj.(*schedulingv1.PriorityClass); ok {
+	if pc, ok := informed.Deleted(obj).(*schedulingv1.PriorityClass); ok {
 		c.mu.Lock()
 		delete(c.classes, pc.Name)
 		c.mu.Unlock()

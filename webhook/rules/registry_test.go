@@ -230,3 +230,28 @@ func TestTheREADMEDescribesEveryRule(t *testing.T) {
 		t.Errorf("the README's rule table (name, webhook, default, summary) is\n%q\nbut the catalog says\n%q", rows, want)
 	}
 }
+
+// TestTheREADMEPolicyLoads parses the README's annotated policy, which names
+// every rule and option, as the webhook would load it.
+func TestTheREADMEPolicyLoads(t *testing.T) {
+	data, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := regexp.MustCompile("(?s)```yaml\n(apiVersion: daemonset-guard.io/v1alpha1\nkind: Policy\n.*?)```").FindStringSubmatch(string(data))
+	if block == nil {
+		t.Fatal("the README has no annotated policy")
+	}
+	p, err := policy.Parse([]byte(block[1]), Builtin())
+	if err != nil {
+		t.Fatalf("the README's policy does not load: %v", err)
+	}
+	for _, r := range Builtin().Rules() {
+		if !strings.Contains(block[1], "\n  "+r.Name+":") {
+			t.Errorf("the README's policy does not show rule %s", r.Name)
+		}
+	}
+	if !p.Cluster.Runs(policy.PodNodeSelector) {
+		t.Error("the README's policy shows no cluster.admissionPlugins")
+	}
+}

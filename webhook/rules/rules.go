@@ -72,6 +72,9 @@ type Input struct {
 	// PriorityClasses is nil when the cluster's PriorityClasses are not
 	// known; priority-class then knows only the system classes.
 	PriorityClasses PriorityClasses
+	// Namespaces is nil when the namespaces' annotations are not known;
+	// namespace-placement then says so, where the policy asks for it.
+	Namespaces Namespaces
 
 	catalog  *Catalog
 	coverage func() (inventory.Coverage, error)
