@@ -54,6 +54,7 @@ daemonset_guard_rule_errors_total{rule="rollout-budget"} 0
 daemonset_guard_rule_errors_total{rule="rollout-stall"} 0
 daemonset_guard_rule_errors_total{rule="selector-immutable"} 0
 daemonset_guard_rule_errors_total{rule="selector-matches-template"} 0
+daemonset_guard_rule_errors_total{rule="selector-overlap"} 0
 daemonset_guard_rule_errors_total{rule="selector-stable-labels"} 0
 daemonset_guard_rule_errors_total{rule="targets-nodes"} 0
 `

@@ -64,11 +64,10 @@ func audit(ctx context.Context, client kubernetes.Interface, namespace string, c
 	if err != nil {
 		return nil, unreachableError{fmt.Errorf("listing nodes: %w", err)}
 	}
-	classes, spaces, err := clusterViews(ctx, client)
-	if err != nil {
+	ev := offline.Evaluator{Rules: catalog, Policy: pol, Nodes: inventoryOf(nodeList.Items)}
+	if err := clusterViews(ctx, client, namespace, &ev); err != nil {
 		return nil, err
 	}
-	ev := offline.Evaluator{Rules: catalog, Policy: pol, Nodes: inventoryOf(nodeList.Items), PriorityClasses: classes, Namespaces: spaces}
 	list, err := client.AppsV1().DaemonSets(namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, unreachableError{fmt.Errorf("listing DaemonSets: %w", err)}

@@ -124,3 +124,49 @@ func TestAuditReportsADaemonSetThatCannotBeEvaluatedAndJudgesTheOthers(t *testin
 	g.Expect(fluentd.Coverage).NotTo(BeNil())
 	g.Expect(fluentd.Coverage.Eligible).To(Equal(200), "the other DaemonSet is judged as usual")
 }
+
+// TestAuditFindsWorkloadsWhoseSelectorsOverlapADaemonSet audits a namespace
+// where a Deployment's pods carry the labels a DaemonSet selects on: the
+// DaemonSet is warned of the Deployment, and one with its own labels is not.
+func TestAuditFindsWorkloadsWhoseSelectorsOverlapADaemonSet(t *testing.T) {
+	g := NewWithT(t)
+	client, kubeconfig := startCluster(t)
+	ctx := context.Background()
+	labels := map[string]string{"app": "logging"}
+	_, err := client.AppsV1().Deployments("logging").Create(ctx, &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "log-aggregator"},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "logging", "component": "aggregator"}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "logging", "component": "aggregator"}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "aggregator", Image: "fluent/fluentd:v1.17"}}},
+			},
+		},
+	}, metav1.CreateOptions{})
+	g.Expect(err).NotTo(HaveOccurred())
+	for _, ds := range []*appsv1.DaemonSet{
+		fixture.DaemonSet("shipper", func(ds *appsv1.DaemonSet) {
+			ds.Spec.Selector = &metav1.LabelSelector{MatchLabels: labels}
+			ds.Spec.Template.Labels = map[string]string{"app": "logging", "component": "shipper"}
+		}),
+		fixture.DaemonSet("node-exporter"),
+	} {
+		_, err := client.AppsV1().DaemonSets("logging").Create(ctx, ds, metav1.CreateOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+	}
+
+	var out, errOut bytes.Buffer
+	runAudit([]string{"--kubeconfig", kubeconfig, "-n", "logging", "-o", "json"}, nil, &out, &errOut)
+	var report AuditReport
+	g.Expect(json.Unmarshal(out.Bytes(), &report)).To(Succeed(), "stderr: %s", errOut.String())
+	overlaps := map[string][]string{}
+	for _, r := range report.Results {
+		for _, f := range r.Findings {
+			if f.Rule == "selector-overlap" {
+				overlaps[r.Name] = append(overlaps[r.Name], f.Message)
+			}
+		}
+	}
+	g.Expect(overlaps).To(HaveKeyWithValue("shipper", ConsistOf(HavePrefix("its selector (app=logging) selects the pods of Deployment log-aggregator:"))))
+	g.Expect(overlaps).NotTo(HaveKey("node-exporter"))
+}

@@ -121,7 +121,7 @@ func runCheck(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		ev.Nodes = nodes // a nil *Inventory is not a nil rules.Nodes
 	}
 	if client != nil {
-		if ev.PriorityClasses, ev.Namespaces, err = clusterViews(context.Background(), client); err != nil {
+		if err := clusterViews(context.Background(), client, "", &ev); err != nil {
 			return fail(err)
 		}
 	}
@@ -268,17 +268,65 @@ func loadNodes(file string, client kubernetes.Interface, stdin io.Reader) (*inve
 	return inventory.New(nodes...), nil
 }
 
-// clusterViews lists the cluster's PriorityClasses and Namespaces.
-func clusterViews(ctx context.Context, client kubernetes.Interface) (*priorityclass.Classes, *namespaces.Namespaces, error) {
+// clusterViews gives the evaluator the cluster's PriorityClasses, Namespaces
+// and the workloads of namespace (every namespace when empty).
+func clusterViews(ctx context.Context, client kubernetes.Interface, namespace string, ev *offline.Evaluator) error {
 	classes, err := client.SchedulingV1().PriorityClasses().List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return nil, nil, unreachableError{fmt.Errorf("listing PriorityClasses: %w", err)}
+		return unreachableError{fmt.Errorf("listing PriorityClasses: %w", err)}
 	}
 	spaces, err := client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return nil, nil, unreachableError{fmt.Errorf("listing Namespaces: %w", err)}
+		return unreachableError{fmt.Errorf("listing Namespaces: %w", err)}
 	}
-	return priorityclass.New(classes.Items...), namespaces.New(spaces.Items...), nil
+	workloads, err := workloadsOf(ctx, client, namespace)
+	if err != nil {
+		return unreachableError{err}
+	}
+	ev.PriorityClasses, ev.Namespaces, ev.Workloads = priorityclass.New(classes.Items...), namespaces.New(spaces.Items...), workloads
+	return nil
+}
+
+// workloadsOf lists the pod controllers of namespace that selector-overlap
+// compares: DaemonSets, Deployments, StatefulSets, and the ReplicaSets no
+// Deployment owns (a Deployment's own are reported as the Deployment).
+func workloadsOf(ctx context.Context, client kubernetes.Interface, namespace string) (rules.WorkloadsByNamespace, error) {
+	out := rules.WorkloadsByNamespace{}
+	add := func(kind string, meta metav1.ObjectMeta, selector *metav1.LabelSelector, template map[string]string) {
+		if metav1.GetControllerOf(&meta) == nil {
+			out[meta.Namespace] = append(out[meta.Namespace], rules.Workload{Kind: kind, Name: meta.Name, Selector: selector, TemplateLabels: template})
+		}
+	}
+	apps := client.AppsV1()
+	daemonSets, err := apps.DaemonSets(namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("listing DaemonSets: %w", err)
+	}
+	for _, w := range daemonSets.Items {
+		add("DaemonSet", w.ObjectMeta, w.Spec.Selector, w.Spec.Template.Labels)
+	}
+	deployments, err := apps.Deployments(namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("listing Deployments: %w", err)
+	}
+	for _, w := range deployments.Items {
+		add("Deployment", w.ObjectMeta, w.Spec.Selector, w.Spec.Template.Labels)
+	}
+	statefulSets, err := apps.StatefulSets(namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("listing StatefulSets: %w", err)
+	}
+	for _, w := range statefulSets.Items {
+		add("StatefulSet", w.ObjectMeta, w.Spec.Selector, w.Spec.Template.Labels)
+	}
+	replicaSets, err := apps.ReplicaSets(namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("listing ReplicaSets: %w", err)
+	}
+	for _, w := range replicaSets.Items {
+		add("ReplicaSet", w.ObjectMeta, w.Spec.Selector, w.Spec.Template.Labels)
+	}
+	return out, nil
 }
 
 func inventoryOf(items []corev1.Node) *inventory.Inventory {

@@ -102,6 +102,9 @@ type Evaluator struct {
 	// Namespaces may be nil: namespace-placement then says, where the
 	// policy asks for it, that they were not checked.
 	Namespaces rules.Namespaces
+	// Workloads may be nil: selector-overlap then says nothing, as at
+	// admission.
+	Workloads rules.Workloads
 }
 
 // Evaluate runs admission for the creation of written, a DaemonSet as a user
@@ -155,7 +158,7 @@ func (e Evaluator) evaluate(written, live *appsv1.DaemonSet) (res *Result) {
 	}
 	Default(defaulted)
 	mutated := defaulted.DeepCopy()
-	mutations, errs := e.Rules.Mutate(&rules.Input{Operation: op, Object: mutated, OldObject: live, Written: written, Policy: pol, Nodes: nodes, PriorityClasses: e.PriorityClasses, Namespaces: e.Namespaces})
+	mutations, errs := e.Rules.Mutate(&rules.Input{Operation: op, Object: mutated, OldObject: live, Written: written, Policy: pol, Nodes: nodes, PriorityClasses: e.PriorityClasses, Namespaces: e.Namespaces, Workloads: e.Workloads})
 	res.Mutations = mutations
 	// The API server defaults the object again after mutating admission.
 	Default(mutated)
@@ -166,7 +169,7 @@ func (e Evaluator) evaluate(written, live *appsv1.DaemonSet) (res *Result) {
 			return &Result{Namespace: written.Namespace, Name: written.Name, Verdict: Failed, Error: err.Error()}
 		}
 	}
-	in := &rules.Input{Operation: op, Object: mutated, OldObject: live, Written: written, Policy: pol, Nodes: nodes, PriorityClasses: e.PriorityClasses, Namespaces: e.Namespaces}
+	in := &rules.Input{Operation: op, Object: mutated, OldObject: live, Written: written, Policy: pol, Nodes: nodes, PriorityClasses: e.PriorityClasses, Namespaces: e.Namespaces, Workloads: e.Workloads}
 	findings, validateErrs := e.Rules.Validate(in)
 	for _, f := range findings {
 		res.Findings = append(res.Findings, Finding{Rule: f.Rule, Action: f.Action, Field: f.Field.String(), Message: f.Message})

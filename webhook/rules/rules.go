@@ -75,6 +75,9 @@ type Input struct {
 	// Namespaces is nil when the namespaces' annotations are not known;
 	// namespace-placement then says so, where the policy asks for it.
 	Namespaces Namespaces
+	// Workloads are the pod controllers of the cluster when they are
+	// known (audit, check --kubeconfig); nil at admission.
+	Workloads Workloads
 
 	catalog  *Catalog
 	coverage func() (inventory.Coverage, error)
