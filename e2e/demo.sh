@@ -50,6 +50,7 @@ run kubectl create namespace demo
 pause
 
 step "1. Create a log collector: the webhook predicts its nodes and injects the policy's defaults"
+say "(It also warns that, without a priorityClassName, its pods would wait forever on a full node.)"
 say "The same manifest, as the API server stores it with and without the webhook ('daemonset-guard.io/skip: \"*\"'):"
 manifest fluent-bit | kubectl create --dry-run=server -o yaml -f - >"$root/.cluster/demo-mutated.yaml"
 manifest fluent-bit | sed 's|^metadata: {name: fluent-bit, namespace: demo}|metadata: {name: fluent-bit, namespace: demo, annotations: {daemonset-guard.io/skip: "*"}}|' |
@@ -89,6 +90,95 @@ for _ in $(seq 120); do
 	sleep 1
 done
 run kubectl -n demo rollout status daemonset/fluent-bit --timeout=60s
+
+step "5. A node pool relabelled under a running DaemonSet: one Event says it now runs nowhere"
+apply "$(manifest ssd-agent '      nodeSelector: {disktype: ssd}
+      tolerations: [{key: nvidia.com/gpu, operator: Exists}]
+      priorityClassName: system-node-critical')" apply
+run kubectl label nodes -l disktype=ssd disktype=nvme --overwrite
+say "The webhook's leader re-evaluates every DaemonSet once the nodes settle (2 s):"
+for _ in $(seq 30); do
+	[ -n "$(kubectl -n demo get events --field-selector reason=NoEligibleNodes -o name)" ] && break
+	sleep 1
+done
+run kubectl -n demo events --for daemonset/ssd-agent --types Warning
+run kubectl label nodes -l disktype=nvme disktype=ssd --overwrite
+pause
+
+step "6. A rollout that would stall for good: two nodes lose their kubelet"
+say "Five edge nodes run an agent at maxUnavailable 1. kwok plays three kubelets; this script plays the"
+say "other two, then stops, as a kubelet that dies does."
+edge_node() { # name, kwok or not
+	local annotation=''
+	[ "$2" = kwok ] && annotation='annotations: {kwok.x-k8s.io/node: fake}'
+	kubectl apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Node
+metadata:
+  name: $1
+  labels: {kubernetes.io/hostname: $1, kubernetes.io/os: linux, pool: edge}
+  $annotation
+spec:
+  taints: [{key: pool, value: edge, effect: NoSchedule}]
+status:
+  capacity: {cpu: "4", memory: 8Gi, pods: "110"}
+  allocatable: {cpu: "4", memory: 8Gi, pods: "110"}
+YAML
+}
+for i in 1 2 3; do edge_node "edge-$i" kwok; done
+for i in 4 5; do edge_node "edge-$i" script; done
+# kubelet reports edge-4 and edge-5 Ready and their daemon pods running.
+kubelet() {
+	local now
+	while :; do
+		now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+		for n in edge-4 edge-5; do
+			kubectl patch node "$n" --subresource=status --type=merge \
+				-p "{\"status\":{\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\",\"reason\":\"KubeletReady\",\"lastHeartbeatTime\":\"$now\",\"lastTransitionTime\":\"$now\"}]}}" >/dev/null 2>&1 || true
+		done
+		for pod in $(kubectl -n demo get pods -o jsonpath='{range .items[?(@.status.phase=="Pending")]}{.metadata.name}{"|"}{.spec.nodeName}{"\n"}{end}' | awk -F'|' '$2 == "edge-4" || $2 == "edge-5" {print $1}'); do
+			kubectl -n demo patch pod "$pod" --subresource=status --type=merge -p "{\"status\":{\"phase\":\"Running\",\"startTime\":\"$now\",\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\",\"lastTransitionTime\":\"$now\"},{\"type\":\"ContainersReady\",\"status\":\"True\",\"lastTransitionTime\":\"$now\"}],\"containerStatuses\":[{\"name\":\"edge-agent\",\"image\":\"fluent/fluent-bit:3.2\",\"imageID\":\"\",\"ready\":true,\"restartCount\":0,\"state\":{\"running\":{\"startedAt\":\"$now\"}}}]}}" >/dev/null 2>&1 || true
+		done
+		sleep 2
+	done
+}
+kubelet &
+kubelet_pid=$!
+kubectl wait --for=condition=Ready node -l pool=edge --timeout=60s >/dev/null
+# Then the node lifecycle controller lifts the not-ready taint new nodes get.
+for _ in $(seq 60); do
+	kubectl get nodes -l pool=edge -o jsonpath='{.items[*].spec.taints[*].key}' | grep -q node.kubernetes.io/not-ready || break
+	sleep 1
+done
+apply "$(manifest edge-agent '      nodeSelector: {pool: edge}
+      tolerations: [{key: pool, operator: Exists}]
+      priorityClassName: system-node-critical' '  updateStrategy: {rollingUpdate: {maxUnavailable: 1}}')" apply
+for _ in $(seq 60); do
+	[ "$(kubectl -n demo get daemonset edge-agent -o jsonpath='{.status.numberAvailable}')" = 5 ] && break
+	sleep 1
+done
+run kubectl -n demo get pods -l app.kubernetes.io/name=edge-agent -o wide --no-headers
+kill "$kubelet_pid"
+wait "$kubelet_pid" 2>/dev/null || true
+say "The kubelets of edge-4 and edge-5 stop; the node lifecycle controller marks them unreachable after 40 s:"
+for _ in $(seq 90); do
+	[ "$(kubectl -n demo get daemonset edge-agent -o jsonpath='{.status.numberMisscheduled}')" = 2 ] && break
+	sleep 1
+done
+run kubectl get nodes -l pool=edge
+say "An image update now: the webhook says, before anything moves, that it will stall."
+run kubectl -n demo set image daemonset/edge-agent edge-agent=fluent/fluent-bit:3.3
+sleep 15
+run kubectl -n demo get pods -l app.kubernetes.io/name=edge-agent -o wide --no-headers
+say "Two old pods wait to terminate on nodes without a kubelet, using up maxUnavailable: no healthy node"
+say "gets the new image. The fix the warning names:"
+run kubectl -n demo patch daemonset edge-agent --type=merge -p '{"spec":{"updateStrategy":{"rollingUpdate":{"maxUnavailable":3}}}}'
+for _ in $(seq 60); do
+	[ "$(kubectl -n demo get daemonset edge-agent -o jsonpath='{.status.updatedNumberScheduled}')" = 3 ] && break
+	sleep 1
+done
+run kubectl -n demo get pods -l app.kubernetes.io/name=edge-agent -o wide --no-headers
+pause
 
 step "Done. The cluster and the webhook are still running"
 cat <<TEXT
