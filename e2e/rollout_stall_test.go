@@ -114,7 +114,7 @@ func requireKwok(t *testing.T, c *cluster) {
 
 // createNode creates a node with the labels and taint, played by kwok or
 // not, with the given allocatable resources (nil: kwok's, all but infinite),
-// and deletes it when the test ends.
+// and deletes it when the test ends; one that kwok plays, once it is Ready.
 func (c *cluster) createNode(t *testing.T, name string, labels map[string]string, taint corev1.Taint, kwok bool, allocatable corev1.ResourceList) {
 	t.Helper()
 	node := &corev1.Node{
@@ -136,6 +136,18 @@ func (c *cluster) createNode(t *testing.T, name string, labels map[string]string
 			t.Errorf("deleting node %s: %v", name, err)
 		}
 	})
+	if !kwok {
+		return
+	}
+	// A new node carries the not-ready taint until the node lifecycle
+	// controller sees the Ready that kwok reports.
+	NewWithT(t).Eventually(func() []corev1.Taint {
+		n, err := c.client.CoreV1().Nodes().Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n.Spec.Taints
+	}, 60*time.Second, 250*time.Millisecond).ShouldNot(ContainElement(HaveField("Key", corev1.TaintNodeNotReady)), "node %s becomes Ready", name)
 }
 
 // handKubelet is a test playing the kubelet of nodes: it reports them

@@ -37,4 +37,4 @@ done
 # Adding nodes needs kwok to play their kubelets; on kind a Node object made
 # by the suite would stay NotReady, so those tests run on the local cluster only.
 KUBECTL=$kubectl E2E_POLICY_CONFIGMAP=daemonset-guard-system/daemonset-guard-policy \
-	go -C "$root" test -tags e2e -count=1 -timeout 30m -v -skip '^(TestADaemonPodAtOrdinaryPriorityWaitsOnAFullNodeAndOneAtNodeCriticalPreempts|TestANewNodeGetsAPodAndThePredictionFollows|TestARolloutPredictedToStallStallsAndTheNamedFixFinishesIt|TestInventoryFollowsNodesAcrossAnAPIServerRestart|TestPlacementEqualsTheController)$' ./e2e/
+	go -C "$root" test -tags e2e -count=1 -timeout 30m -v -skip '^(TestADaemonPodAtOrdinaryPriorityWaitsOnAFullNodeAndOneAtNodeCriticalPreempts|TestALinuxAgentWithoutAnOSSelectorIsWarnedOfTheWindowsNodeItLandsOn|TestANewNodeGetsAPodAndThePredictionFollows|TestARolloutPredictedToStallStallsAndTheNamedFixFinishesIt|TestInventoryFollowsNodesAcrossAnAPIServerRestart|TestPlacementEqualsTheController)$' ./e2e/
