@@ -15,11 +15,15 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	schedulingv1 "k8s.io/api/scheduling/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	schedulingv1helpers "k8s.io/kubernetes/pkg/apis/scheduling/v1"
 
 	"github.com/daemonset-guard/daemonset-guard/internal/fixture"
 	"github.com/daemonset-guard/daemonset-guard/webhook/inventory"
+	"github.com/daemonset-guard/daemonset-guard/webhook/namespaces"
 	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
+	"github.com/daemonset-guard/daemonset-guard/webhook/priorityclass"
 	"github.com/daemonset-guard/daemonset-guard/webhook/rules"
 )
 
@@ -50,7 +54,14 @@ func testHandlers(t testing.TB, nodes rules.Nodes) (*Mutator, *Validator, *Metri
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, v := newHandlers(handler{rules: rules.Builtin(), policy: policy.NewStore(p), nodes: nodes, metrics: metrics}, logr.Discard())
+	// The PriorityClasses and namespaces of a fresh cluster, as Setup's
+	// informers hold them.
+	var system []schedulingv1.PriorityClass
+	for _, pc := range schedulingv1helpers.SystemPriorityClasses() {
+		system = append(system, *pc)
+	}
+	m, v := newHandlers(handler{rules: rules.Builtin(), policy: policy.NewStore(p), nodes: nodes, metrics: metrics,
+		classes: priorityclass.New(system...), namespaces: namespaces.New()}, logr.Discard())
 	return m, v, metrics
 }
 

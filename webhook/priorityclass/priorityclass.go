@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	schedulingapi "k8s.io/kubernetes/pkg/apis/scheduling"
 
 	"github.com/daemonset-guard/daemonset-guard/internal/informed"
 )
@@ -27,6 +28,19 @@ type Class struct {
 func Of(pc *schedulingv1.PriorityClass) Class {
 	return Class{Name: pc.Name, Value: pc.Value, GlobalDefault: pc.GlobalDefault,
 		Preempts: pc.PreemptionPolicy == nil || *pc.PreemptionPolicy != corev1.PreemptNever}
+}
+
+// System returns the named system class, which every API server creates:
+// what is known of priorities without the cluster. Unlike the API's own
+// list, it allocates nothing, as the request path wants.
+func System(name string) (Class, bool) {
+	switch name {
+	case schedulingapi.SystemNodeCritical:
+		return Class{Name: name, Value: schedulingapi.SystemCriticalPriority + 1000, Preempts: true}, true
+	case schedulingapi.SystemClusterCritical:
+		return Class{Name: name, Value: schedulingapi.SystemCriticalPriority, Preempts: true}, true
+	}
+	return Class{}, false
 }
 
 // Classes is the set of the cluster's PriorityClasses. It is safe for

@@ -7,7 +7,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	schedulingapi "k8s.io/kubernetes/pkg/apis/scheduling"
-	schedulingv1helpers "k8s.io/kubernetes/pkg/apis/scheduling/v1"
 
 	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
 	"github.com/daemonset-guard/daemonset-guard/webhook/priorityclass"
@@ -118,12 +117,7 @@ func (v priorityClassView) get(name string) (priorityclass.Class, bool) {
 	if v.complete() {
 		return v.classes.Get(name)
 	}
-	for _, pc := range schedulingv1helpers.SystemPriorityClasses() {
-		if pc.Name == name {
-			return priorityclass.Of(pc), true
-		}
-	}
-	return priorityclass.Class{}, false
+	return priorityclass.System(name)
 }
 
 // globalDefault returns what pods without a priorityClassName get: the
