@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -27,6 +29,8 @@ type AuditReport struct {
 type AuditResult struct {
 	offline.Result
 	Health offline.Health `json:"health"`
+	// live is the DaemonSet as stored.
+	live *appsv1.DaemonSet
 }
 
 func runAudit(args []string, _ io.Reader, stdout, stderr io.Writer) int {
@@ -35,7 +39,7 @@ func runAudit(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	kubeconfig := fs.String("kubeconfig", "", "Kubeconfig of the cluster; empty uses $KUBECONFIG, then the in-cluster configuration.")
 	namespace := fs.String("n", "", "Only this namespace; empty audits every namespace.")
 	var common offlineFlags
-	common.bind(fs, "text", "json")
+	common.bind(fs, "text", "json", "openreports")
 	fail := func(err error) int { return failure(stderr, "audit", err) }
 	catalog, pol, err := common.parse(fs, args)
 	if err != nil {
@@ -49,11 +53,16 @@ func runAudit(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
-	if common.output == "json" {
+	switch common.output {
+	case "json":
 		if err := writeJSON(stdout, report); err != nil {
 			return fail(err)
 		}
-	} else {
+	case "openreports":
+		if err := writeReports(stdout, openReports(report.Results, catalog, pol, time.Now())); err != nil {
+			return fail(err)
+		}
+	default:
 		writeAudit(stdout, report, colours(isTerminal(stdout)))
 	}
 	return exitCode(report.Results, func(r AuditResult) offline.Result { return r.Result })
@@ -78,7 +87,7 @@ func audit(ctx context.Context, client kubernetes.Interface, namespace string, c
 		// Judged as if created today: what the webhooks would change and say.
 		res := ev.Evaluate(ds)
 		h := ev.Health(ds)
-		report.Results = append(report.Results, AuditResult{Result: *res, Health: h})
+		report.Results = append(report.Results, AuditResult{Result: *res, Health: h, live: ds})
 	}
 	return report, nil
 }

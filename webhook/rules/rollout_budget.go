@@ -172,6 +172,18 @@ func MaxUnavailable(ds *appsv1.DaemonSet, targeted int) (int, error) {
 	return unavailable, err
 }
 
+// RolloutSteps returns how many steps a rolling update of the DaemonSet
+// takes over targeted nodes: one per maxUnavailable pods, or per maxSurge
+// pods when it surges.
+func RolloutSteps(ds *appsv1.DaemonSet, targeted int) (int, error) {
+	unavailable, surge, err := rollingStep(ds, targeted)
+	if err != nil {
+		return 0, err
+	}
+	step := max(unavailable, surge, 1)
+	return (targeted + step - 1) / step, nil
+}
+
 // rollingStep returns what MaxUnavailable resolves and the resolved maxSurge.
 func rollingStep(ds *appsv1.DaemonSet, targeted int) (unavailable, surge int, err error) {
 	resolve := func(field string, count func(*appsv1.DaemonSet, int) (int, error)) (int, error) {

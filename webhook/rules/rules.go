@@ -209,6 +209,13 @@ func (c *Catalog) Validate(in *Input) ([]Finding, []RuleError) {
 	return out, errs
 }
 
+// Applies reports whether the policy applies the rule to the DaemonSet: the
+// rule is not off, the DaemonSet's namespace is not exempt from it, and its
+// skip annotation does not skip it.
+func Applies(p *policy.Policy, ds *appsv1.DaemonSet, rule string) bool {
+	return p.Action(rule) != policy.Off && applies(&Input{Object: ds, Policy: p}, rule)
+}
+
 // applies reports whether the rule applies to the object, given the policy's
 // namespace exemptions and the object's skip annotation, which switches off
 // only the rules the policy lets it.

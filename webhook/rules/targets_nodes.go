@@ -58,8 +58,7 @@ const (
 // ineligible count towards a shrink; a DaemonSet left with no node is
 // reported whatever the cause.
 func NodeChange(p *policy.Policy, ds *appsv1.DaemonSet, before, deleted int, now inventory.Coverage) (reason, note string) {
-	in := &Input{Object: ds, Policy: p}
-	if p.Action(TargetsNodes) == policy.Off || !applies(in, TargetsNodes) || now.Eligible >= before {
+	if !Applies(p, ds, TargetsNodes) || now.Eligible >= before {
 		return "", ""
 	}
 	if now.Eligible == 0 {

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	. "github.com/onsi/gomega"
+	openreports "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/dynamic"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/daemonset-guard/daemonset-guard/internal/fixture"
+	"github.com/daemonset-guard/daemonset-guard/internal/testenv"
+)
+
+// TestAuditPrintsOpenReportsTheAPIServerAccepts audits a namespace into
+// openreports.io/v1alpha1 Reports and applies them, server-side, to an API
+// server that has the CRDs of the published reports-api module: they are
+// valid against its schema, one per DaemonSet, scoped to it, with a result
+// per rule and the summary of those.
+func TestAuditPrintsOpenReportsTheAPIServerAccepts(t *testing.T) {
+	g := NewWithT(t)
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/openreports/reports-api").Output()
+	g.Expect(err).NotTo(HaveOccurred(), "finding the reports-api module")
+	crds := filepath.Join(strings.TrimSpace(string(out)), "config", "crd")
+	client, kubeconfig, cfg := startEnvironment(t, &envtest.Environment{CRDDirectoryPaths: []string{crds}, ErrorIfCRDPathMissing: true})
+	ctx := context.Background()
+	testenv.CreateReadyNodes(t, client,
+		fixture.Node("ssd-1", []string{"disktype", "ssd"}), fixture.Node("ssd-2", []string{"disktype", "ssd"}),
+		fixture.Node("hdd-1", []string{"disktype", "hdd"}), fixture.Node("hdd-2", []string{"disktype", "hdd"}))
+	for _, ds := range []*appsv1.DaemonSet{
+		fixture.DaemonSet("fluentd"),
+		fixture.DaemonSet("nowhere", func(ds *appsv1.DaemonSet) { ds.Spec.Template.Spec.NodeSelector = map[string]string{"disktype": "nvme"} }),
+	} {
+		_, err := client.AppsV1().DaemonSets("logging").Create(ctx, ds, metav1.CreateOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+	}
+
+	var stdout, stderr bytes.Buffer
+	code := runAudit([]string{"--kubeconfig", kubeconfig, "-n", "logging", "-o", "openreports", "--policy-file", readmePolicy}, nil, &stdout, &stderr)
+	g.Expect(code).To(Equal(exitDenied), "the README's policy denies a DaemonSet that runs nowhere: %s", stderr.String())
+
+	dyn := dynamic.NewForConfigOrDie(cfg)
+	reportsAPI := openreports.SchemeGroupVersion.WithResource("reports")
+	byScope := map[string]openreports.Report{}
+	dec := yaml.NewYAMLOrJSONDecoder(&stdout, 4096)
+	for {
+		var report openreports.Report
+		if err := dec.Decode(&report); err != nil {
+			break
+		}
+		body, err := json.Marshal(&report)
+		g.Expect(err).NotTo(HaveOccurred())
+		_, err = dyn.Resource(reportsAPI).Namespace(report.Namespace).Patch(ctx, report.Name, types.ApplyPatchType, body,
+			metav1.PatchOptions{FieldManager: "daemonset-guard", Force: new(true)})
+		g.Expect(err).NotTo(HaveOccurred(), "the API server accepts the Report of %s", report.Scope.Name)
+		byScope[report.Scope.Name] = report
+	}
+	g.Expect(byScope).To(HaveLen(2))
+	nowhere := byScope["nowhere"]
+	g.Expect(nowhere.Source).To(Equal("daemonset-guard"))
+	g.Expect(nowhere.Scope).To(And(HaveField("Kind", "DaemonSet"), HaveField("Namespace", "logging")))
+	results := map[string]openreports.ReportResult{}
+	for _, r := range nowhere.Results {
+		results[r.Rule] = r
+	}
+	g.Expect(results["targets-nodes"]).To(And(HaveField("Result", BeEquivalentTo("fail")),
+		HaveField("Description", ContainSubstring("would run on no node: 0 of 4 nodes")),
+		HaveField("Properties", And(HaveKeyWithValue("eligibleNodes", "0"), HaveKeyWithValue("totalNodes", "4")))))
+	g.Expect(results["selector-immutable"].Result).To(BeEquivalentTo("pass"))
+	g.Expect(nowhere.Summary.Fail).To(BeNumerically(">=", 1))
+	g.Expect(nowhere.Summary.Pass + nowhere.Summary.Fail + nowhere.Summary.Warn + nowhere.Summary.Error + nowhere.Summary.Skip).To(Equal(len(nowhere.Results)))
+	g.Expect(byScope["fluentd"].Results).To(ContainElement(And(HaveField("Rule", "targets-nodes"), HaveField("Result", BeEquivalentTo("pass")))))
+	g.Expect(byScope["fluentd"].Results).To(ContainElement(And(HaveField("Rule", "default-tolerations"), HaveField("Result", BeEquivalentTo("warn")),
+		HaveField("Description", HavePrefix("the mutating webhook would change this DaemonSet if it were created today")))),
+		"the README's policy injects a toleration fluentd lacks")
+}
