@@ -38,6 +38,7 @@ func runAudit(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	kubeconfig := fs.String("kubeconfig", "", "Kubeconfig of the cluster; empty uses $KUBECONFIG, then the in-cluster configuration.")
 	namespace := fs.String("n", "", "Only this namespace; empty audits every namespace.")
+	write := fs.Bool("write-reports", false, "Also create or update one openreports.io/v1alpha1 Report per DaemonSet in the cluster (server-side apply, field manager daemonset-guard; the Report goes with its DaemonSet).")
 	var common offlineFlags
 	common.bind(fs, "text", "json", "openreports")
 	fail := func(err error) int { return failure(stderr, "audit", err) }
@@ -45,13 +46,23 @@ func runAudit(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
-	client, err := clusterClient(*kubeconfig)
+	cfg, err := restConfig(*kubeconfig)
 	if err != nil {
 		return fail(err)
 	}
-	report, err := audit(context.Background(), client, *namespace, catalog, pol)
+	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return fail(err)
+	}
+	ctx := context.Background()
+	report, err := audit(ctx, client, *namespace, catalog, pol)
+	if err != nil {
+		return fail(err)
+	}
+	if *write {
+		if err := applyReports(ctx, cfg, openReports(report.Results, catalog, pol, time.Now())); err != nil {
+			return fail(err)
+		}
 	}
 	switch common.output {
 	case "json":

@@ -2,6 +2,8 @@ package main
 
 import (
 	"cmp"
+	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
@@ -12,7 +14,11 @@ import (
 	openreports "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
 	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
@@ -44,7 +50,9 @@ func openReports(audited []AuditResult, catalog *rules.Catalog, pol *policy.Poli
 		report := openreports.Report{
 			TypeMeta: metav1.TypeMeta{APIVersion: openreports.SchemeGroupVersion.String(), Kind: "Report"},
 			ObjectMeta: metav1.ObjectMeta{Name: string(ds.UID), Namespace: ds.Namespace,
-				Labels: map[string]string{"app.kubernetes.io/managed-by": reportSource}},
+				Labels: map[string]string{"app.kubernetes.io/managed-by": reportSource},
+				// The garbage collector deletes the Report with its DaemonSet.
+				OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "DaemonSet", Name: ds.Name, UID: ds.UID}}},
 			Source: reportSource,
 			Scope:  &corev1.ObjectReference{APIVersion: "apps/v1", Kind: "DaemonSet", Namespace: ds.Namespace, Name: ds.Name, UID: ds.UID},
 		}
@@ -109,6 +117,32 @@ func count(s *openreports.ReportSummary, result openreports.Result) {
 	case "skip":
 		s.Skip++
 	}
+}
+
+// applyReports creates or updates the Reports in the cluster by server-side
+// apply, as the field manager daemonset-guard: a report consumer's own
+// fields stay, and a later audit replaces only what an earlier one wrote.
+func applyReports(ctx context.Context, cfg *rest.Config, reports []openreports.Report) error {
+	client, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	api := client.Resource(openreports.SchemeGroupVersion.WithResource("reports"))
+	for i := range reports {
+		r := &reports[i]
+		body, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		if _, err := api.Namespace(r.Namespace).Patch(ctx, r.Name, types.ApplyPatchType, body, metav1.PatchOptions{FieldManager: reportSource, Force: new(true)}); err != nil {
+			hint := ""
+			if apierrors.IsNotFound(err) {
+				hint = " (the cluster has no openreports.io/v1alpha1 Reports: install the CRDs of github.com/openreports/reports-api, config/install.yaml)"
+			}
+			return unreachableError{fmt.Errorf("writing the Report of %s/%s: %w%s", r.Namespace, r.Scope.Name, err, hint)}
+		}
+	}
+	return nil
 }
 
 // writeReports prints the Reports as YAML documents, which kubectl apply

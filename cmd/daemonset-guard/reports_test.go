@@ -13,6 +13,7 @@ import (
 	openreports "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/dynamic"
@@ -83,4 +84,56 @@ func TestAuditPrintsOpenReportsTheAPIServerAccepts(t *testing.T) {
 	g.Expect(byScope["fluentd"].Results).To(ContainElement(And(HaveField("Rule", "default-tolerations"), HaveField("Result", BeEquivalentTo("warn")),
 		HaveField("Description", HavePrefix("the mutating webhook would change this DaemonSet if it were created today")))),
 		"the README's policy injects a toleration fluentd lacks")
+}
+
+// TestAuditWritesReportsAndUpdatesThem writes the Reports into the cluster,
+// owned by their DaemonSets, and replaces a Report's results when the next
+// audit finds otherwise; without the CRDs it says what to install.
+func TestAuditWritesReportsAndUpdatesThem(t *testing.T) {
+	g := NewWithT(t)
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/openreports/reports-api").Output()
+	g.Expect(err).NotTo(HaveOccurred())
+	crds := filepath.Join(strings.TrimSpace(string(out)), "config", "crd")
+	client, kubeconfig, cfg := startEnvironment(t, &envtest.Environment{CRDDirectoryPaths: []string{crds}, ErrorIfCRDPathMissing: true})
+	ctx := context.Background()
+	testenv.CreateReadyNodes(t, client, fixture.Node("ssd-1", []string{"disktype", "ssd"}))
+	ds, err := client.AppsV1().DaemonSets("logging").Create(ctx, fixture.DaemonSet("agent", func(ds *appsv1.DaemonSet) {
+		ds.Spec.Template.Spec.NodeSelector = map[string]string{"disktype": "nvme"}
+	}), metav1.CreateOptions{})
+	g.Expect(err).NotTo(HaveOccurred())
+
+	result := func() openreports.ReportResult {
+		var stdout, stderr bytes.Buffer
+		code := runAudit([]string{"--kubeconfig", kubeconfig, "-n", "logging", "--write-reports", "-o", "json"}, nil, &stdout, &stderr)
+		g.Expect(code).To(BeNumerically("<=", exitDenied), "stderr: %s", stderr.String())
+		u, err := dynamic.NewForConfigOrDie(cfg).Resource(openreports.SchemeGroupVersion.WithResource("reports")).Namespace("logging").Get(ctx, string(ds.UID), metav1.GetOptions{})
+		g.Expect(err).NotTo(HaveOccurred(), "the Report is named by the DaemonSet's UID")
+		var report openreports.Report
+		g.Expect(runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &report)).To(Succeed())
+		g.Expect(report.OwnerReferences).To(ConsistOf(And(HaveField("Kind", "DaemonSet"), HaveField("UID", ds.UID))), "the Report goes with its DaemonSet")
+		for _, r := range report.Results {
+			if r.Rule == "targets-nodes" {
+				return r
+			}
+		}
+		t.Fatal("no targets-nodes result")
+		return openreports.ReportResult{}
+	}
+	g.Expect(result().Result).To(BeEquivalentTo("warn"), "the built-in policy warns of a DaemonSet that runs nowhere")
+
+	live, err := client.AppsV1().DaemonSets("logging").Get(ctx, "agent", metav1.GetOptions{})
+	g.Expect(err).NotTo(HaveOccurred())
+	live.Spec.Template.Spec.NodeSelector = map[string]string{"disktype": "ssd"}
+	_, err = client.AppsV1().DaemonSets("logging").Update(ctx, live, metav1.UpdateOptions{})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(result()).To(And(HaveField("Result", BeEquivalentTo("pass")), HaveField("Properties", HaveKeyWithValue("eligibleNodes", "1"))),
+		"the next audit replaces the result")
+
+	bareClient, bareKubeconfig := startCluster(t)
+	_, err = bareClient.AppsV1().DaemonSets("logging").Create(ctx, fixture.DaemonSet("agent"), metav1.CreateOptions{})
+	g.Expect(err).NotTo(HaveOccurred())
+	var stdout, stderr bytes.Buffer
+	code := runAudit([]string{"--kubeconfig", bareKubeconfig, "-n", "logging", "--write-reports"}, nil, &stdout, &stderr)
+	g.Expect(code).To(Equal(exitUnevaluated))
+	g.Expect(stderr.String()).To(ContainSubstring("the cluster has no openreports.io/v1alpha1 Reports: install the CRDs of github.com/openreports/reports-api"))
 }
