@@ -66,8 +66,9 @@ help: ## Show the targets.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
-build: ## Build bin/daemonset-guard.
+build: ## Build bin/daemonset-guard, and the same binary as the kubectl plugin bin/kubectl-daemonset_guard (put bin/ on PATH for kubectl daemonset-guard).
 	$(GO) build -o $(BIN)/daemonset-guard ./cmd/daemonset-guard
+	ln -f $(BIN)/daemonset-guard $(BIN)/kubectl-daemonset_guard
 
 .PHONY: run
 run: build ## Run the webhook against KUBECONFIG with certificates from CERT_DIR.

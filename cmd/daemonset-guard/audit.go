@@ -37,16 +37,17 @@ func runAudit(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("daemonset-guard audit", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	kubeconfig := fs.String("kubeconfig", "", "Kubeconfig of the cluster; empty uses $KUBECONFIG, then the in-cluster configuration.")
+	kubeContext := fs.String("context", "", "The kubeconfig's context to use, as kubectl's --context; empty uses the current one.")
 	namespace := fs.String("n", "", "Only this namespace; empty audits every namespace.")
 	write := fs.Bool("write-reports", false, "Also create or update one openreports.io/v1alpha1 Report per DaemonSet in the cluster (server-side apply, field manager daemonset-guard; the Report goes with its DaemonSet).")
 	var common offlineFlags
-	common.bind(fs, "text", "json", "openreports")
+	common.bind(fs, "text", "json", "yaml", "openreports")
 	fail := func(err error) int { return failure(stderr, "audit", err) }
 	catalog, pol, err := common.parse(fs, args)
 	if err != nil {
 		return fail(err)
 	}
-	cfg, err := restConfig(*kubeconfig)
+	cfg, err := cliConfig(*kubeconfig, *kubeContext)
 	if err != nil {
 		return fail(err)
 	}
@@ -55,7 +56,7 @@ func runAudit(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		return fail(err)
 	}
 	ctx := context.Background()
-	report, err := audit(ctx, client, *namespace, catalog, pol)
+	report, err := audit(ctx, client, *namespace, catalog, pol, stderr)
 	if err != nil {
 		return fail(err)
 	}
@@ -69,6 +70,10 @@ func runAudit(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		if err := writeJSON(stdout, report); err != nil {
 			return fail(err)
 		}
+	case "yaml":
+		if err := writeYAML(stdout, report); err != nil {
+			return fail(err)
+		}
 	case "openreports":
 		if err := writeReports(stdout, openReports(report.Results, catalog, pol, time.Now())); err != nil {
 			return fail(err)
@@ -79,7 +84,11 @@ func runAudit(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	return exitCode(report.Results, func(r AuditResult) offline.Result { return r.Result })
 }
 
-func audit(ctx context.Context, client kubernetes.Interface, namespace string, catalog *rules.Catalog, pol *policy.Policy) (*AuditReport, error) {
+// progressEvery is how many DaemonSets audit judges between two progress
+// lines on stderr; a smaller audit prints none.
+const progressEvery = 250
+
+func audit(ctx context.Context, client kubernetes.Interface, namespace string, catalog *rules.Catalog, pol *policy.Policy, progress io.Writer) (*AuditReport, error) {
 	nodeList, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, unreachableError{fmt.Errorf("listing nodes: %w", err)}
@@ -99,6 +108,9 @@ func audit(ctx context.Context, client kubernetes.Interface, namespace string, c
 		res := ev.Evaluate(ds)
 		h := ev.Health(ds)
 		report.Results = append(report.Results, AuditResult{Result: *res, Health: h, live: ds})
+		if done := i + 1; done%progressEvery == 0 && done < len(list.Items) {
+			fmt.Fprintf(progress, "daemonset-guard audit: judged %d of %d DaemonSets\n", done, len(list.Items))
+		}
 	}
 	return report, nil
 }

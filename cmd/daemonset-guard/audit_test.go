@@ -170,3 +170,21 @@ func TestAuditFindsWorkloadsWhoseSelectorsOverlapADaemonSet(t *testing.T) {
 	g.Expect(overlaps).To(HaveKeyWithValue("shipper", ConsistOf(HavePrefix("its selector (app=logging) selects the pods of Deployment log-aggregator:"))))
 	g.Expect(overlaps).NotTo(HaveKey("node-exporter"))
 }
+
+// TestAuditReportsProgressOnStderr audits more DaemonSets than one progress
+// step: stderr says how far it got, stdout holds only the report.
+func TestAuditReportsProgressOnStderr(t *testing.T) {
+	g := NewWithT(t)
+	client, kubeconfig := startCluster(t)
+	ctx := context.Background()
+	for i := range progressEvery + 1 {
+		_, err := client.AppsV1().DaemonSets("logging").Create(ctx, fixture.DaemonSet(fmt.Sprintf("agent-%03d", i)), metav1.CreateOptions{})
+		g.Expect(err).NotTo(HaveOccurred())
+	}
+	var out, errOut bytes.Buffer
+	runAudit([]string{"--kubeconfig", kubeconfig, "-n", "logging", "-o", "json"}, nil, &out, &errOut)
+	g.Expect(errOut.String()).To(Equal(fmt.Sprintf("daemonset-guard audit: judged %d of %d DaemonSets\n", progressEvery, progressEvery+1)))
+	var report AuditReport
+	g.Expect(json.Unmarshal(out.Bytes(), &report)).To(Succeed())
+	g.Expect(report.Results).To(HaveLen(progressEvery + 1))
+}

@@ -18,6 +18,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 
 	"github.com/daemonset-guard/daemonset-guard/webhook/inventory"
@@ -75,12 +77,14 @@ func runCheck(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.Var(&files, "f", "DaemonSets to check: a file, a directory of .yaml/.yml/.json files, or - for standard input; repeatable.")
 	nodesFile := fs.String("nodes", "", "Nodes to place the DaemonSets on, as kubectl get nodes -o yaml prints them.")
 	kubeconfig := fs.String("kubeconfig", "", "Read the nodes from this cluster instead of --nodes, and judge each DaemonSet that exists there as an update of the live object, as kubectl diff does.")
+	kubeContext := fs.String("context", "", "As --kubeconfig, with this context of the kubeconfig ($KUBECONFIG or ~/.kube/config without --kubeconfig), as kubectl's --context.")
+	namespace := fs.String("n", metav1.NamespaceDefault, "Namespace of the DaemonSets whose files set none, as kubectl apply -n.")
 	liveFile := fs.String("live-objects", "", "Judge each DaemonSet found in this file (as kubectl get ds -A -o yaml prints them) as an update of it; without --kubeconfig.")
 	var common offlineFlags
 	common.bind(fs, "text", "json", "yaml")
 	patched := fs.String("patched", "", "Write the mutated DaemonSets (without the API server's defaults) to this file, - for standard output.")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: daemonset-guard check -f FILE|DIR|- [-f ...] [--nodes FILE] [--live-objects FILE] | [--kubeconfig FILE] [--policy-file FILE] [-o text|json|yaml] [--patched FILE]")
+		fmt.Fprintln(stderr, "usage: daemonset-guard check -f FILE|DIR|- [-f ...] [-n NAMESPACE] [--nodes FILE] [--live-objects FILE] | [--kubeconfig FILE] [--context NAME] [--policy-file FILE] [-o text|json|yaml] [--patched FILE]")
 		fs.PrintDefaults()
 	}
 	fail := func(err error) int { return failure(stderr, "check", err) }
@@ -91,15 +95,21 @@ func runCheck(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	switch {
 	case len(files) == 0:
 		return fail(errors.New("no input: give -f FILE, -f DIR or -f -"))
-	case *nodesFile != "" && *kubeconfig != "":
-		return fail(errors.New("give --nodes or --kubeconfig, not both"))
-	case *liveFile != "" && *kubeconfig != "":
-		return fail(errors.New("give --live-objects or --kubeconfig, not both: the cluster has the live objects"))
+	case *nodesFile != "" && (*kubeconfig != "" || *kubeContext != ""):
+		return fail(errors.New("give --nodes or a cluster (--kubeconfig, --context), not both"))
+	case *liveFile != "" && (*kubeconfig != "" || *kubeContext != ""):
+		return fail(errors.New("give --live-objects or a cluster (--kubeconfig, --context), not both: the cluster has the live objects"))
 	}
 
+	// Without a cluster named, check stays offline: it often runs in CI,
+	// where a kubeconfig found by default may be anyone's.
 	var client kubernetes.Interface
-	if *kubeconfig != "" {
-		if client, err = clusterClient(*kubeconfig); err != nil {
+	if *kubeconfig != "" || *kubeContext != "" {
+		cfg, err := cliConfig(*kubeconfig, *kubeContext)
+		if err != nil {
+			return fail(err)
+		}
+		if client, err = kubernetes.NewForConfig(cfg); err != nil {
 			return fail(err)
 		}
 	}
@@ -131,7 +141,7 @@ func runCheck(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			report.Skipped = append(report.Skipped, fmt.Sprintf("%s: %s is not a DaemonSet", doc.source, doc.kind))
 			continue
 		}
-		ds, err := decodeDaemonSet(doc)
+		ds, err := decodeDaemonSet(doc, *namespace)
 		if err != nil {
 			return fail(err)
 		}
@@ -162,7 +172,7 @@ func runCheck(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return exitCode(report.Results, func(r CheckResult) offline.Result { return r.Result })
 }
 
-func decodeDaemonSet(doc document) (*appsv1.DaemonSet, error) {
+func decodeDaemonSet(doc document, namespace string) (*appsv1.DaemonSet, error) {
 	ds := &appsv1.DaemonSet{}
 	if err := decodeStrict(doc, ds); err != nil {
 		return nil, err
@@ -171,7 +181,7 @@ func decodeDaemonSet(doc document) (*appsv1.DaemonSet, error) {
 		return nil, badInput("%s: DaemonSet %s has apiVersion %q; daemonset-guard checks apps/v1", doc.source, ds.Name, ds.APIVersion)
 	}
 	if ds.Namespace == "" {
-		ds.Namespace = metav1.NamespaceDefault
+		ds.Namespace = namespace
 	}
 	return ds, nil
 }
@@ -190,12 +200,20 @@ func patchedOrWritten(res *offline.Result, doc document) ([]byte, error) {
 }
 
 // clusterClient connects to the cluster of a kubeconfig.
-func clusterClient(kubeconfig string) (kubernetes.Interface, error) {
-	cfg, err := restConfig(kubeconfig)
-	if err != nil {
-		return nil, err
+// cliConfig finds the cluster as kubectl does: the kubeconfig given, else
+// $KUBECONFIG or ~/.kube/config (then the in-cluster configuration), at the
+// context given, else the current one.
+func cliConfig(kubeconfig, kubeContext string) (*rest.Config, error) {
+	if kubeContext == "" {
+		return restConfig(kubeconfig)
 	}
-	return kubernetes.NewForConfig(cfg)
+	loading := clientcmd.NewDefaultClientConfigLoadingRules()
+	loading.ExplicitPath = kubeconfig
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(loading, &clientcmd.ConfigOverrides{CurrentContext: kubeContext}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("loading context %s: %w", kubeContext, err)
+	}
+	return cfg, nil
 }
 
 // liveObjects returns where to find the stored version of a DaemonSet: in a
@@ -380,12 +398,7 @@ func writeCheckReport(w io.Writer, report CheckReport, format string, terminal b
 	case "json":
 		return writeJSON(w, report)
 	case "yaml":
-		data, err := yaml.Marshal(report)
-		if err != nil {
-			return err
-		}
-		_, err = w.Write(data)
-		return err
+		return writeYAML(w, report)
 	}
 	c := colours(terminal)
 	var b strings.Builder

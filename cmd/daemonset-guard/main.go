@@ -10,11 +10,13 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/yaml"
 
 	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
 	"github.com/daemonset-guard/daemonset-guard/webhook/rules"
@@ -113,6 +115,16 @@ func writeJSON(w io.Writer, report any) error {
 	return enc.Encode(report)
 }
 
+// writeYAML writes a report as YAML.
+func writeYAML(w io.Writer, report any) error {
+	data, err := yaml.Marshal(report)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(data)
+	return err
+}
+
 // command is one subcommand.
 type command struct {
 	name, summary string
@@ -130,7 +142,13 @@ func commands() []command {
 }
 
 func main() {
-	os.Exit(dispatch(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	args := os.Args[1:]
+	// As the kubectl plugin kubectl-daemonset_guard (the same binary), no
+	// subcommand asks for help: serving the webhooks is the Deployment's.
+	if strings.HasPrefix(filepath.Base(os.Args[0]), "kubectl-") && (len(args) == 0 || strings.HasPrefix(args[0], "-")) {
+		args = []string{"help"}
+	}
+	os.Exit(dispatch(args, os.Stdin, os.Stdout, os.Stderr))
 }
 
 // dispatch runs the subcommand that args name, run when they name none.
@@ -156,7 +174,8 @@ func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 // overview prints the subcommands and the exit codes.
 func overview(w io.Writer) {
 	var b strings.Builder
-	b.WriteString("daemonset-guard makes DaemonSets safe to create, update and roll out.\n\nUsage: daemonset-guard [command] [flags]\n\nCommands:\n")
+	b.WriteString("daemonset-guard makes DaemonSets safe to create, update and roll out.\n\n" +
+		"Usage: daemonset-guard [command] [flags]\n       kubectl daemonset-guard command [flags]   (installed as the plugin kubectl-daemonset_guard)\n\nCommands:\n")
 	for _, c := range commands() {
 		fmt.Fprintf(&b, "  %-6s %s\n", c.name, c.summary)
 	}

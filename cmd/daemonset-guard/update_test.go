@@ -92,7 +92,7 @@ func TestCheckJudgesAFileAsAnUpdateOfTheLiveObject(t *testing.T) {
 	t.Run("refuses a snapshot beside a cluster", func(t *testing.T) {
 		code, _, stderr := check(fluentd, "-f", "-", "--live-objects", snapshot, "--kubeconfig", kubeconfig)
 		NewWithT(t).Expect(code).To(Equal(exitUsage))
-		NewWithT(t).Expect(stderr).To(ContainSubstring("give --live-objects or --kubeconfig, not both"))
+		NewWithT(t).Expect(stderr).To(ContainSubstring("give --live-objects or a cluster (--kubeconfig, --context), not both"))
 	})
 }
 
