@@ -15,6 +15,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -24,8 +26,10 @@ import (
 	"github.com/daemonset-guard/daemonset-guard/webhook/inventory"
 	"github.com/daemonset-guard/daemonset-guard/webhook/namespaces"
 	"github.com/daemonset-guard/daemonset-guard/webhook/nodechange"
+	"github.com/daemonset-guard/daemonset-guard/webhook/offline"
 	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
 	"github.com/daemonset-guard/daemonset-guard/webhook/priorityclass"
+	"github.com/daemonset-guard/daemonset-guard/webhook/reports"
 	"github.com/daemonset-guard/daemonset-guard/webhook/rules"
 )
 
@@ -44,6 +48,9 @@ type Options struct {
 	// RequestTimeout bounds reading a request and writing its answer;
 	// zero means DefaultRequestTimeout.
 	RequestTimeout time.Duration
+	// AuditInterval, when positive, makes the leader write every
+	// DaemonSet's openreports.io Report on that interval.
+	AuditInterval time.Duration
 }
 
 // CacheOptions returns the manager cache options the webhooks rely on: Nodes,
@@ -122,6 +129,26 @@ func Setup(ctx context.Context, mgr manager.Manager, opts Options) (ready func()
 		Log: opts.Log.WithName("node-change"), NodeInformer: informerOf(&corev1.Node{}), DaemonSetInformer: informerOf(&appsv1.DaemonSet{})}
 	if err := mgr.Add(reevaluator); err != nil {
 		return nil, fmt.Errorf("adding the node-change re-evaluation: %w", err)
+	}
+	if opts.AuditInterval > 0 {
+		client, err := kubernetes.NewForConfig(mgr.GetConfig())
+		if err != nil {
+			return nil, err
+		}
+		reportsClient, err := dynamic.NewForConfig(mgr.GetConfig())
+		if err != nil {
+			return nil, err
+		}
+		// Workloads stay unknown, as at admission: selector-overlap is
+		// audit's alone.
+		evaluator := func() offline.Evaluator {
+			return offline.Evaluator{Rules: opts.Rules, Policy: store.Get(), Nodes: inv, PriorityClasses: classes, Namespaces: spaces}
+		}
+		auditor := &reports.Auditor{Interval: opts.AuditInterval, Client: client, Reports: reportsClient, Evaluator: evaluator,
+			Ready: inv.Synced, Log: opts.Log.WithName("reports")}
+		if err := mgr.Add(auditor); err != nil {
+			return nil, fmt.Errorf("adding the audit: %w", err)
+		}
 	}
 
 	inventorySynced := func(*http.Request) error {

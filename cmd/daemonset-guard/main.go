@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -224,6 +225,7 @@ type config struct {
 	registerWebhooks       bool
 	leaderElect            bool
 	leaderElectionNS       string
+	auditInterval          time.Duration
 	zap                    zap.Options
 }
 
@@ -282,6 +284,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&cfg.registerWebhooks, "register-webhooks", false, "Once this replica is ready, write the webhooks (rules, --webhook-service, CA bundle) into the two webhook configurations, which the manifests ship empty, and keep them there. Until then nothing is intercepted, so a webhook that never starts cannot block DaemonSet writes.")
 	fs.BoolVar(&cfg.leaderElect, "leader-elect", false, "Elect one leader among the replicas (a Lease named daemonset-guard) to re-evaluate DaemonSets when nodes change and report what a change did to them as Events. Every replica serves the webhooks either way; without it, every replica reports.")
 	fs.StringVar(&cfg.leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease; empty is the pod's own namespace, which a webhook run outside the cluster does not have.")
+	fs.DurationVar(&cfg.auditInterval, "audit-interval", 0, "Write every DaemonSet's openreports.io/v1alpha1 Report from the leader on this interval (as audit --write-reports does; the reports-api CRDs must be installed); 0 writes none.")
 	cfg.zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return config{}, err

@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
 
 	. "github.com/onsi/gomega"
@@ -30,9 +27,7 @@ import (
 // per rule and the summary of those.
 func TestAuditPrintsOpenReportsTheAPIServerAccepts(t *testing.T) {
 	g := NewWithT(t)
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/openreports/reports-api").Output()
-	g.Expect(err).NotTo(HaveOccurred(), "finding the reports-api module")
-	crds := filepath.Join(strings.TrimSpace(string(out)), "config", "crd")
+	crds := testenv.ReportsCRDs(t)
 	client, kubeconfig, cfg := startEnvironment(t, &envtest.Environment{CRDDirectoryPaths: []string{crds}, ErrorIfCRDPathMissing: true})
 	ctx := context.Background()
 	testenv.CreateReadyNodes(t, client,
@@ -91,9 +86,7 @@ func TestAuditPrintsOpenReportsTheAPIServerAccepts(t *testing.T) {
 // audit finds otherwise; without the CRDs it says what to install.
 func TestAuditWritesReportsAndUpdatesThem(t *testing.T) {
 	g := NewWithT(t)
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/openreports/reports-api").Output()
-	g.Expect(err).NotTo(HaveOccurred())
-	crds := filepath.Join(strings.TrimSpace(string(out)), "config", "crd")
+	crds := testenv.ReportsCRDs(t)
 	client, kubeconfig, cfg := startEnvironment(t, &envtest.Environment{CRDDirectoryPaths: []string{crds}, ErrorIfCRDPathMissing: true})
 	ctx := context.Background()
 	testenv.CreateReadyNodes(t, client, fixture.Node("ssd-1", []string{"disktype", "ssd"}))

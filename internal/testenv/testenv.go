@@ -5,8 +5,10 @@ package testenv
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 
 	"k8s.io/client-go/rest"
@@ -48,4 +50,16 @@ func StartEnvironment(t *testing.T, env *envtest.Environment) *envtest.Environme
 func RepoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// ReportsCRDs returns the directory of the openreports.io CRDs that the
+// github.com/openreports/reports-api module, at the version go.mod names,
+// ships, for envtest to install.
+func ReportsCRDs(t testing.TB) string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/openreports/reports-api").Output()
+	if err != nil {
+		t.Fatalf("finding the reports-api module: %v", err)
+	}
+	return filepath.Join(strings.TrimSpace(string(out)), "config", "crd")
 }
