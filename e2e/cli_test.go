@@ -11,8 +11,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
+	openreports "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -159,4 +161,39 @@ func daemonsetGuard(t *testing.T, args ...string) ([]byte, int) {
 		t.Fatalf("daemonset-guard %s exited %d: %s", strings.Join(args, " "), code, stderr.String())
 	}
 	return out, code
+}
+
+// TestAuditWritesReportsIntoTheLiveCluster installs the reports-api
+// module's own CRDs into the local cluster's API server and runs `audit
+// --write-reports` there: each DaemonSet of the namespace gets its Report,
+// scoped to it and owned by it, and deleting the DaemonSet lets the real
+// garbage collector delete the Report.
+func TestAuditWritesReportsIntoTheLiveCluster(t *testing.T) {
+	c := connect(t)
+	ns := c.namespace(t, "e2e-reports")
+	g := NewWithT(t)
+	kubectl(t, "apply", "--server-side", "-f", testenv.ReportsCRDs(t))
+	kubectl(t, "wait", "--for=condition=Established", "crd/reports.openreports.io", "--timeout=30s")
+	ds, _ := c.create(t, daemonSet(ns, "nowhere", "registry.k8s.io/pause:3.10", func(ds *appsv1.DaemonSet) {
+		ds.Spec.Template.Spec.NodeSelector = map[string]string{"disktype": "nvme"}
+	}))
+
+	daemonsetGuard(t, "audit", "--kubeconfig", os.Getenv("KUBECONFIG"), "-n", ns, "--write-reports", "-o", "json")
+	reports := func() []openreports.Report {
+		var list struct {
+			Items []openreports.Report `json:"items"`
+		}
+		g.Expect(json.Unmarshal([]byte(kubectl(t, "get", "reports.openreports.io", "-n", ns, "-o", "json")), &list)).To(Succeed())
+		return list.Items
+	}
+	g.Expect(reports()).To(ConsistOf(And(
+		HaveField("Scope.Name", "nowhere"),
+		HaveField("OwnerReferences", ConsistOf(HaveField("UID", ds.UID))),
+		HaveField("Results", ContainElement(And(HaveField("Rule", "targets-nodes"), HaveField("Result", BeEquivalentTo("warn")),
+			HaveField("Description", ContainSubstring("would run on no node"))))),
+	)))
+
+	g.Expect(c.client.AppsV1().DaemonSets(ns).Delete(t.Context(), ds.Name, metav1.DeleteOptions{})).To(Succeed())
+	g.Eventually(reports, 60*time.Second, time.Second).Should(BeEmpty(),
+		"the garbage collector deletes the Report with its DaemonSet")
 }
