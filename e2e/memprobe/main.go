@@ -68,8 +68,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 
 	switch args[0] {
-	case "nodes":
-		count := fs.Int("count", 5000, "Nodes to create")
+	case "nodes", "daemonsets":
+		create, defaultCount, what := createNodes, 5000, "Nodes"
+		if args[0] == "daemonsets" {
+			create, defaultCount, what = createDaemonSets, 1000, "DaemonSets"
+		}
+		count := fs.Int("count", defaultCount, what+" to create")
 		workers := fs.Int("workers", 8, "concurrent creates")
 		cfg, err := parse()
 		if err != nil {
@@ -78,7 +82,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		if *count < 1 || *workers < 1 {
 			return errors.New("--count and --workers must be positive")
 		}
-		return createNodes(ctx, cfg, *count, *workers, out)
+		return create(ctx, cfg, *count, *workers, out)
 	case "measure":
 		var opts measureOptions
 		fs.StringVar(&opts.metricsURL, "webhook-metrics", "http://127.0.0.1:18080/metrics", "the webhook's metrics endpoint")
@@ -91,17 +95,6 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		// The cache processes connect as this one does.
 		opts.kubeconfig = *kubeconfig
 		return measure(ctx, cfg, opts, out)
-	case "daemonsets":
-		count := fs.Int("count", 1000, "DaemonSets to create")
-		workers := fs.Int("workers", 8, "concurrent creates")
-		cfg, err := parse()
-		if err != nil {
-			return err
-		}
-		if *count < 1 || *workers < 1 {
-			return errors.New("--count and --workers must be positive")
-		}
-		return createDaemonSets(ctx, cfg, *count, *workers, out)
 	case cacheCommand:
 		kind := fs.String("kind", nodesKind, "what to cache: nodes or daemonsets")
 		strip := fs.Bool("strip", false, "strip the objects with the webhook's transforms (inventory.StripNode, nodechange.StripDaemonSet)")

@@ -8,7 +8,6 @@ package namespaces
 import (
 	"maps"
 	"slices"
-	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -32,57 +31,24 @@ const (
 var placementAnnotations = []string{NodeSelector, DefaultTolerations, TolerationsWhitelist}
 
 // Namespaces holds each namespace's placement annotations. It is safe for
-// concurrent use and implements cache.ResourceEventHandler so that an
-// informer keeps it current.
+// concurrent use, and an informer keeps it current (Attach).
 type Namespaces struct {
-	informed.Sync
-	mu     sync.RWMutex
-	byName map[string]map[string]string
+	*informed.ByName[*corev1.Namespace, map[string]string]
 }
 
 // New returns the set of the given namespaces, reporting itself synced.
 // Attach it to an informer to have it follow the cluster instead.
 func New(namespaces ...corev1.Namespace) *Namespaces {
-	n := &Namespaces{byName: map[string]map[string]string{}}
+	n := &Namespaces{informed.NewByName(func(ns *corev1.Namespace) map[string]string { return placement(ns.Annotations) })}
 	for i := range namespaces {
 		n.OnAdd(&namespaces[i], false)
 	}
 	return n
 }
 
-// Attach makes the Namespace informer keep the set current. Until the
-// informer has delivered its initial list, Synced reports false.
-func (n *Namespaces) Attach(informer informed.Informer) error { return n.Track(informer, n) }
-
 // Annotations returns the placement annotations of the named namespace, and
 // whether it exists.
-func (n *Namespaces) Annotations(name string) (map[string]string, bool) {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	a, ok := n.byName[name]
-	return a, ok
-}
-
-// OnAdd implements cache.ResourceEventHandler.
-func (n *Namespaces) OnAdd(obj any, _ bool) {
-	if ns, ok := obj.(*corev1.Namespace); ok {
-		n.mu.Lock()
-		n.byName[ns.Name] = placement(ns.Annotations)
-		n.mu.Unlock()
-	}
-}
-
-// OnUpdate implements cache.ResourceEventHandler.
-func (n *Namespaces) OnUpdate(_, obj any) { n.OnAdd(obj, false) }
-
-// OnDelete implements cache.ResourceEventHandler.
-func (n *Namespaces) OnDelete(obj any) {
-	if ns, ok := informed.Deleted(obj).(*corev1.Namespace); ok {
-		n.mu.Lock()
-		delete(n.byName, ns.Name)
-		n.mu.Unlock()
-	}
-}
+func (n *Namespaces) Annotations(name string) (map[string]string, bool) { return n.Get(name) }
 
 // placement keeps the placement annotations of a namespace's annotations.
 func placement(annotations map[string]string) map[string]string {

@@ -4,8 +4,6 @@
 package priorityclass
 
 import (
-	"sync"
-
 	corev1 "k8s.io/api/core/v1"
 	schedulingv1 "k8s.io/api/scheduling/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -44,71 +42,33 @@ func System(name string) (Class, bool) {
 }
 
 // Classes is the set of the cluster's PriorityClasses. It is safe for
-// concurrent use and implements cache.ResourceEventHandler so that an
-// informer keeps it current.
+// concurrent use, and an informer keeps it current (Attach).
 type Classes struct {
-	informed.Sync
-	mu      sync.RWMutex
-	classes map[string]Class
+	*informed.ByName[*schedulingv1.PriorityClass, Class]
 }
 
 // New returns the set of the given classes, reporting itself synced. Attach
 // it to an informer to have it follow the cluster instead.
 func New(classes ...schedulingv1.PriorityClass) *Classes {
-	c := &Classes{classes: map[string]Class{}}
+	c := &Classes{informed.NewByName(Of)}
 	for i := range classes {
 		c.OnAdd(&classes[i], false)
 	}
 	return c
 }
 
-// Attach makes the PriorityClass informer keep the set current. Until the
-// informer has delivered its initial list, Synced reports false.
-func (c *Classes) Attach(informer informed.Informer) error { return c.Track(informer, c) }
-
-// Get returns the named class.
-func (c *Classes) Get(name string) (Class, bool) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	class, ok := c.classes[name]
-	return class, ok
-}
-
 // GlobalDefault returns the class that pods without a priorityClassName get,
 // as the API server's Priority admission plugin picks it: of several global
 // defaults (possible while one is being replaced), the lowest.
 func (c *Classes) GlobalDefault() (Class, bool) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
 	var def Class
 	found := false
-	for _, class := range c.classes {
+	for class := range c.All() {
 		if class.GlobalDefault && (!found || class.Value < def.Value) {
 			def, found = class, true
 		}
 	}
 	return def, found
-}
-
-// OnAdd implements cache.ResourceEventHandler.
-func (c *Classes) OnAdd(obj any, _ bool) {
-	if pc, ok := obj.(*schedulingv1.PriorityClass); ok {
-		c.mu.Lock()
-		c.classes[pc.Name] = Of(pc)
-		c.mu.Unlock()
-	}
-}
-
-// OnUpdate implements cache.ResourceEventHandler.
-func (c *Classes) OnUpdate(_, obj any) { c.OnAdd(obj, false) }
-
-// OnDelete implements cache.ResourceEventHandler.
-func (c *Classes) OnDelete(obj any) {
-	if pc, ok := informed.Deleted(obj).(*schedulingv1.PriorityClass); ok {
-		c.mu.Lock()
-		delete(c.classes, pc.Name)
-		c.mu.Unlock()
-	}
 }
 
 // Strip is an informer transform that keeps only the fields Class reads.

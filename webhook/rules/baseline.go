@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"k8s.io/apimachinery/pkg/api/equality"
 	"sync"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -32,4 +33,10 @@ func (in *Input) placementUnchanged() bool {
 	spec := &in.Object.Spec.Template.Spec
 	return inventory.SamePlacement(&in.OldObject.Spec.Template.Spec, spec) ||
 		inventory.SamePlacement(&in.baselineObject().Spec.Template.Spec, spec)
+}
+
+// rollsPods reports whether an update changes the pod template, which makes
+// the DaemonSet controller replace every daemon pod.
+func (in *Input) rollsPods() bool {
+	return !equality.Semantic.DeepEqual(in.OldObject.Spec.Template, in.Object.Spec.Template)
 }

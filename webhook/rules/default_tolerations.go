@@ -5,7 +5,6 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/kubernetes/pkg/apis/core"
 	corev1conversion "k8s.io/kubernetes/pkg/apis/core/v1"
@@ -67,7 +66,7 @@ func (builtin) DefaultTolerations() Rule {
 // not already tolerate. A template change rolls every pod, so on update it
 // acts only when the update changes the template anyway.
 func defaultTolerations(in *Input) bool {
-	if in.Operation == Update && equality.Semantic.DeepEqual(in.OldObject.Spec.Template, in.Object.Spec.Template) {
+	if in.Operation == Update && !in.rollsPods() {
 		return false
 	}
 	spec := &in.Object.Spec.Template.Spec

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"slices"
 
-	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	schedulingapi "k8s.io/kubernetes/pkg/apis/scheduling"
 
@@ -63,7 +62,7 @@ func (builtin) PriorityClass() Rule {
 // priorityClass resolves the template's priority as the Priority admission
 // plugin will for each daemon pod, and finds the pods that cannot preempt.
 func priorityClass(in *Input) ([]Finding, error) {
-	if in.Operation == Update && equality.Semantic.DeepEqual(in.OldObject.Spec.Template, in.Object.Spec.Template) {
+	if in.Operation == Update && !in.rollsPods() {
 		return nil, nil
 	}
 	path := field.NewPath("spec", "template", "spec", "priorityClassName")
@@ -77,8 +76,7 @@ func priorityClass(in *Input) ([]Finding, error) {
 	if name != "" {
 		var ok bool
 		if class, ok = classes.get(name); !ok && !classes.complete() {
-			return []Finding{{Rule: PriorityClass, Action: policy.Warn, Field: path,
-				Message: fmt.Sprintf("the cluster's PriorityClasses are not known here, so PriorityClass %q was not checked", name)}}, nil
+			return classes.unknown(path, name), nil
 		} else if !ok {
 			return finding("no PriorityClass %s exists, so the API server refuses every pod of the DaemonSet: create it, or name an existing class such as %s",
 				name, schedulingapi.SystemNodeCritical), nil
@@ -87,7 +85,9 @@ func priorityClass(in *Input) ([]Finding, error) {
 	opts := policy.OptionsOf[*PriorityClassOptions](in.Policy, PriorityClass)
 	if slices.Contains(opts.CriticalNamespaces, in.Object.Namespace) {
 		minimum, ok := classes.get(opts.Minimum)
-		if !ok {
+		if !ok && !classes.complete() {
+			return classes.unknown(path, opts.Minimum), nil
+		} else if !ok {
 			return nil, fmt.Errorf("the policy's minimum PriorityClass %q does not exist", opts.Minimum)
 		}
 		if class.Value < minimum.Value {
@@ -112,6 +112,13 @@ func priorityClass(in *Input) ([]Finding, error) {
 type priorityClassView struct{ classes PriorityClasses }
 
 func (v priorityClassView) complete() bool { return v.classes != nil && v.classes.Synced() }
+
+// unknown says that a class other than the system ones was not checked,
+// because the cluster's classes are not known.
+func (priorityClassView) unknown(path *field.Path, name string) []Finding {
+	return []Finding{{Rule: PriorityClass, Action: policy.Warn, Field: path,
+		Message: fmt.Sprintf("the cluster's PriorityClasses are not known here, so PriorityClass %q was not checked", name)}}
+}
 
 func (v priorityClassView) get(name string) (priorityclass.Class, bool) {
 	if v.complete() {

@@ -148,6 +148,13 @@ func TestPriorityClass(t *testing.T) {
 	}
 }
 
+func TestPriorityClassSaysOfflineThatACustomMinimumWasNotChecked(t *testing.T) {
+	p := policy.Default(Builtin())
+	policy.OptionsOf[*PriorityClassOptions](p, PriorityClass).Minimum = "node-agents"
+	expectRuleFindings(t, &Input{Operation: Create, Object: fixture.DaemonSet("kube-proxy", inNamespace("kube-system")), Policy: p}, PriorityClass,
+		[]string{`the cluster's PriorityClasses are not known here, so PriorityClass "node-agents" was not checked`})
+}
+
 func TestPriorityClassMinimumThatDoesNotExistIsARuleError(t *testing.T) {
 	p := policy.Default(Builtin())
 	policy.OptionsOf[*PriorityClassOptions](p, PriorityClass).Minimum = "node-critical"

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
@@ -51,8 +50,7 @@ func (builtin) RolloutStall() Rule {
 // rolling update that cannot start and one that takes too long.
 func rolloutStall(in *Input) ([]Finding, error) {
 	ds := in.Object
-	if in.Operation != Update || ds.Spec.UpdateStrategy.Type != appsv1.RollingUpdateDaemonSetStrategyType ||
-		equality.Semantic.DeepEqual(in.OldObject.Spec.Template, ds.Spec.Template) {
+	if in.Operation != Update || ds.Spec.UpdateStrategy.Type != appsv1.RollingUpdateDaemonSetStrategyType || !in.rollsPods() {
 		return nil, nil
 	}
 	desired := int(in.OldObject.Status.DesiredNumberScheduled)
