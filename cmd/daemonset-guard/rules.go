@@ -36,11 +36,17 @@ func runRules(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("daemonset-guard rules", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var common offlineFlags
-	common.bind(fs, "text", "json")
+	common.bind(fs, "text", "json", "schema")
 	fail := func(err error) int { return failure(stderr, "rules", err) }
 	catalog, pol, err := common.parse(fs, args)
 	if err != nil {
 		return fail(err)
+	}
+	if common.output == "schema" {
+		if err := writeJSON(stdout, policy.Schema(catalog)); err != nil {
+			return fail(err)
+		}
+		return exitAdmitted
 	}
 	report := RuleCatalog{APIVersion: policy.APIVersion, Kind: "RuleCatalog"}
 	for _, r := range catalog.Rules() {
