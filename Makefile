@@ -14,6 +14,11 @@ K8S_LDFLAGS = -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
 CONTROL_PLANE := $(BIN)/kube-apiserver $(BIN)/etcd
 CLUSTER_TOOLS := $(CONTROL_PLANE) $(BIN)/kube-controller-manager $(BIN)/kube-scheduler $(BIN)/kubectl $(BIN)/kwok $(BIN)/kwokctl
 KWOK_MOD      := $(TOOLS_MOD)/kwok
+# The helm CLI that make test lints, renders, packages and installs the chart
+# with, built from its Go module at the version its go.mod pins.
+HELM_MOD      := $(TOOLS_MOD)/helm
+HELM_VERSION   = $(shell cd $(HELM_MOD) && $(GO) list -m -f '{{.Version}}' helm.sh/helm/v4)
+CHART_DIR     := manifests/charts/daemonset-guard
 CLUSTER_STATE := $(CURDIR)/.cluster
 
 # The container image, and the overlay `make deploy` applies.
@@ -76,7 +81,7 @@ run: build ## Run the webhook against KUBECONFIG with certificates from CERT_DIR
 		$(if $(POLICY_FILE),--policy-file $(POLICY_FILE)) --zap-devel $(RUN_ARGS)
 
 .PHONY: test
-test: lint control-plane $(BIN)/kubectl ## Lint; unit, handler and API-server integration tests; benchmark and fuzz smoke runs; the e2e suite on the local cluster.
+test: lint control-plane $(BIN)/kubectl $(BIN)/helm ## Lint; unit, handler and API-server integration tests; benchmark and fuzz smoke runs; the e2e suite on the local cluster.
 	KUBEBUILDER_ASSETS=$(BIN) $(GO) test -race -count=1 ./...
 	$(GO) test -run '^$$' -bench . -benchtime 100x ./...
 	$(MAKE) fuzz FUZZTIME=$(FUZZ_SMOKE)
@@ -166,6 +171,16 @@ $(BIN)/etcd: $(TOOLS_MOD)/go.mod $(TOOLS_MOD)/go.sum
 
 $(BIN)/kwok $(BIN)/kwokctl: $(KWOK_MOD)/go.mod $(KWOK_MOD)/go.sum
 	@e2e/timed.sh "building $(@F)" sh -c 'cd $(KWOK_MOD) && $(GO) build -o $@ sigs.k8s.io/kwok/cmd/$(@F)'
+
+$(BIN)/helm: $(HELM_MOD)/go.mod $(HELM_MOD)/go.sum
+	@e2e/timed.sh "building helm $(HELM_VERSION)" sh -c 'cd $(HELM_MOD) && $(GO) build -o $@ -ldflags "-X helm.sh/helm/v4/internal/version.version=$(HELM_VERSION)" helm.sh/helm/v4/cmd/helm'
+
+.PHONY: helm
+helm: $(BIN)/helm ## Build bin/helm from Go modules (a minute or two the first time).
+
+.PHONY: chart-package
+chart-package: $(BIN)/helm ## Package the Helm chart into bin/ (push it with: bin/helm push bin/daemonset-guard-<version>.tgz oci://<registry>/charts).
+	$(BIN)/helm package $(CHART_DIR) --destination $(BIN)
 
 .PHONY: cluster-tools
 cluster-tools: $(CLUSTER_TOOLS) ## Build the local cluster's binaries (control plane, kubectl, kwok) into bin/.

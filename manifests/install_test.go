@@ -45,6 +45,8 @@ const systemNamespace = "daemonset-guard-system"
 // installCluster is a fresh control plane with a kubectl that administers it
 // and a client that records the API server's warnings.
 type installCluster struct {
+	// namespace is the webhook's.
+	namespace  string
 	env        *envtest.Environment
 	kubectl    func(stdin string, args ...string) (string, error)
 	kubeconfig string
@@ -63,7 +65,7 @@ func newInstallCluster(t *testing.T) *installCluster {
 	cfg := rest.CopyConfig(env.Config)
 	cfg.WarningHandler = w
 	kubectl, kubeconfig := adminKubectl(t, env)
-	return &installCluster{env: env, kubectl: kubectl, kubeconfig: kubeconfig, client: kubernetes.NewForConfigOrDie(cfg), warnings: w}
+	return &installCluster{namespace: systemNamespace, env: env, kubectl: kubectl, kubeconfig: kubeconfig, client: kubernetes.NewForConfigOrDie(cfg), warnings: w}
 }
 
 // createDaemonSet creates a log collector in namespace apps.
@@ -100,14 +102,22 @@ func (c *installCluster) webhooksRegistered(t *testing.T) (mutating, validating 
 	return len(m.Webhooks), len(v.Webhooks)
 }
 
-// TestTheCertManagerOverlayWithoutCertManagerBlocksNothing applies the
-// cert-manager overlay to a cluster that has no cert-manager, as a new user
-// might: kubectl fails on the cert-manager kinds after creating the rest, and
-// DaemonSet writes must still work, since the configurations it created
-// hold no webhook.
+// TestTheCertManagerOverlayWithoutCertManagerBlocksNothing installs the
+// cert-manager variant on a cluster that has no cert-manager, as a new user
+// might: the chart and make deploy refuse, creating nothing; kubectl fails on
+// the cert-manager kinds after creating the rest, and DaemonSet writes must
+// still work, since the configurations it created hold no webhook.
 func TestTheCertManagerOverlayWithoutCertManagerBlocksNothing(t *testing.T) {
 	c := newInstallCluster(t)
 	g := NewWithT(t)
+
+	helmOut, err := helm(t, "", "install", "daemonset-guard", chartDir, "--kubeconfig", c.kubeconfig,
+		"--namespace", systemNamespace, "--create-namespace", "-f", variantValues("cert-manager"))
+	g.Expect(err).To(HaveOccurred(), "helm install refuses the cert-manager variant without cert-manager:\n%s", helmOut)
+	g.Expect(helmOut).To(ContainSubstring("this cluster does not serve the cert-manager.io/v1 API"))
+	g.Expect(helmOut).To(ContainSubstring("--set certificates.mode=self-managed"))
+	_, err = c.client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(context.Background(), "daemonset-guard", metav1.GetOptions{})
+	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "helm install created nothing: %v", err)
 
 	deploy := exec.Command("make", "--no-print-directory", "-C", testenv.RepoRoot(), "deploy", "KUBECONFIG="+c.kubeconfig)
 	deployOut, err := deploy.CombinedOutput()
@@ -126,32 +136,51 @@ func TestTheCertManagerOverlayWithoutCertManagerBlocksNothing(t *testing.T) {
 	g.Expect(c.createDaemonSet(t, "fluentd", false)).To(Succeed(), "DaemonSet writes are not blocked")
 }
 
-// TestTheSelfManagedOverlayRegistersItsWebhookOnceItRuns applies the
-// self-managed overlay as shipped, then runs the webhook on this host as the
-// Deployment's container runs it (its args, its ServiceAccount's RBAC, its
-// policy ConfigMap; only ports and paths moved to the host), with the
-// Service's EndpointSlice pointing here: the webhook issues its certificate,
-// registers its webhooks, and the API server calls it through the Service
-// for the next DaemonSet; stopped, it leaves the validating webhook failing
-// closed, as designed.
-func TestTheSelfManagedOverlayRegistersItsWebhookOnceItRuns(t *testing.T) {
-	c := newInstallCluster(t)
+// TestTheSelfManagedInstallRegistersItsWebhookOnceItRuns installs the
+// self-managed variant as shipped, by the kustomize overlay and by the Helm
+// chart (into another namespace than the overlay's), then runs the webhook
+// on this host as the Deployment's container runs it (its args, its
+// ServiceAccount's RBAC, its policy ConfigMap; only ports and paths moved to
+// the host), with the Service's EndpointSlice pointing here: the webhook
+// issues its certificate, registers its webhooks, and the API server calls
+// it through the Service for the next DaemonSet; stopped, it leaves the
+// validating webhook failing closed, as designed.
+func TestTheSelfManagedInstallRegistersItsWebhookOnceItRuns(t *testing.T) {
+	t.Run("by the kustomize overlay", func(t *testing.T) {
+		c := newInstallCluster(t)
+		overlay := filepath.Join(testenv.RepoRoot(), "manifests", "overlays", "self-managed")
+		out, err := c.kubectl("", "apply", "-k", overlay)
+		NewWithT(t).Expect(err).NotTo(HaveOccurred(), "kubectl apply -k:\n%s", out)
+		rendered, err := c.kubectl("", "kustomize", overlay)
+		NewWithT(t).Expect(err).NotTo(HaveOccurred())
+		testSelfManagedInstall(t, c, rendered)
+	})
+	t.Run("by the Helm chart", func(t *testing.T) {
+		c := newInstallCluster(t)
+		c.namespace = "guard"
+		out, err := helm(t, "", "install", "daemonset-guard", chartDir, "--kubeconfig", c.kubeconfig,
+			"--namespace", c.namespace, "--create-namespace", "-f", variantValues("self-managed"))
+		NewWithT(t).Expect(err).NotTo(HaveOccurred(), "helm install:\n%s", out)
+		rendered, err := helm(t, "", "get", "manifest", "daemonset-guard", "--kubeconfig", c.kubeconfig, "--namespace", c.namespace)
+		NewWithT(t).Expect(err).NotTo(HaveOccurred(), "helm get manifest:\n%s", rendered)
+		testSelfManagedInstall(t, c, rendered)
+	})
+}
+
+// testSelfManagedInstall runs the webhook of the rendered manifests, which
+// are installed in c.
+func testSelfManagedInstall(t *testing.T, c *installCluster, rendered string) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	overlay := filepath.Join(testenv.RepoRoot(), "manifests", "overlays", "self-managed")
-	out, err := c.kubectl("", "apply", "-k", overlay)
-	g.Expect(err).NotTo(HaveOccurred(), "kubectl apply -k:\n%s", out)
 	mutating, validating := c.webhooksRegistered(t)
 	g.Expect(mutating+validating).To(BeZero(), "nothing is registered before the webhook runs")
 	g.Expect(c.createDaemonSet(t, "before", false)).To(Succeed())
 
-	rendered, err := c.kubectl("", "kustomize", overlay)
-	g.Expect(err).NotTo(HaveOccurred())
 	deployment, policyFile := deploymentAndPolicy(t, rendered)
 	port := testenv.FreePort(t)
-	routeServiceHere(t, c.client, port)
+	c.routeServiceHere(t, port)
 	metricsPort := testenv.FreePort(t)
-	stop := runLikeTheDeployment(t, deployment, policyFile, port, metricsPort, serviceAccountKubeconfig(t, c, "daemonset-guard"))
+	stop := runLikeTheDeployment(t, deployment, policyFile, port, metricsPort, serviceAccountKubeconfig(t, c, "daemonset-guard"), c.namespace)
 
 	g.Eventually(func() [2]int {
 		m, v := c.webhooksRegistered(t)
@@ -159,7 +188,7 @@ func TestTheSelfManagedOverlayRegistersItsWebhookOnceItRuns(t *testing.T) {
 	}, 30*time.Second, 250*time.Millisecond).Should(Equal([2]int{1, 1}), "the webhook registers both webhooks once ready")
 	v, err := c.client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, "daemonset-guard", metav1.GetOptions{})
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(v.Webhooks[0].ClientConfig.Service).To(HaveField("Name", "daemonset-guard"))
+	g.Expect(*v.Webhooks[0].ClientConfig.Service).To(And(HaveField("Name", "daemonset-guard"), HaveField("Namespace", c.namespace)))
 	g.Expect(v.Webhooks[0].ClientConfig.CABundle).NotTo(BeEmpty())
 	g.Expect(*v.Webhooks[0].FailurePolicy).To(BeEquivalentTo("Fail"))
 
@@ -174,10 +203,10 @@ func TestTheSelfManagedOverlayRegistersItsWebhookOnceItRuns(t *testing.T) {
 		return nil
 	}, 30*time.Second, 250*time.Millisecond).Should(Succeed(), "the API server calls the webhook through the Service, trusting the registered CA")
 
-	t.Run("leads, with the overlay's RBAC, and reports a node change on the DaemonSet it left without a node", func(t *testing.T) {
+	t.Run("leads, with the install's RBAC, and reports a node change on the DaemonSet it left without a node", func(t *testing.T) {
 		g := NewWithT(t)
 		g.Eventually(func() string {
-			lease, err := c.client.CoordinationV1().Leases(systemNamespace).Get(ctx, "daemonset-guard", metav1.GetOptions{})
+			lease, err := c.client.CoordinationV1().Leases(c.namespace).Get(ctx, "daemonset-guard", metav1.GetOptions{})
 			if err != nil || lease.Spec.HolderIdentity == nil {
 				return ""
 			}
@@ -214,7 +243,7 @@ func TestTheSelfManagedOverlayRegistersItsWebhookOnceItRuns(t *testing.T) {
 		}, 60*time.Second, 3*time.Second).Should(Succeed(), "relabelled away and back until an Event says the DaemonSet lost its node")
 	})
 
-	t.Run("repairs, with the overlay's RBAC and within seconds, an emptied caBundle and a deleted Secret", func(t *testing.T) {
+	t.Run("repairs, with the install's RBAC and within seconds, an emptied caBundle and a deleted Secret", func(t *testing.T) {
 		g := NewWithT(t)
 		configs := c.client.AdmissionregistrationV1().ValidatingWebhookConfigurations()
 		live, err := configs.Get(ctx, "daemonset-guard", metav1.GetOptions{})
@@ -230,7 +259,7 @@ func TestTheSelfManagedOverlayRegistersItsWebhookOnceItRuns(t *testing.T) {
 			return v.Webhooks[0].ClientConfig.CABundle
 		}, 15*time.Second, 250*time.Millisecond).Should(Equal(want))
 
-		secrets := c.client.CoreV1().Secrets(systemNamespace)
+		secrets := c.client.CoreV1().Secrets(c.namespace)
 		g.Expect(secrets.Delete(ctx, "daemonset-guard-tls", metav1.DeleteOptions{})).To(Succeed())
 		// The certificates are rechecked every 10 minutes; only the watch
 		// is this fast.
@@ -257,13 +286,13 @@ func TestTheSelfManagedOverlayRegistersItsWebhookOnceItRuns(t *testing.T) {
 		g := NewWithT(t)
 		current, err := c.client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, "daemonset-guard", metav1.GetOptions{})
 		g.Expect(err).NotTo(HaveOccurred())
-		scrape := scraper(t, current.Webhooks[0].ClientConfig.CABundle, metricsPort)
+		scrape := scraper(t, current.Webhooks[0].ClientConfig.CABundle, metricsPort, c.namespace)
 		g.Expect(scrape("")).To(Equal(http.StatusUnauthorized), "an anonymous caller")
 		g.Expect(scrape(c.tokenOf(t, "stranger"))).To(Equal(http.StatusForbidden), "a ServiceAccount without the reader role")
 		_, err = c.client.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
 			ObjectMeta: metav1.ObjectMeta{Name: "prometheus-daemonset-guard-metrics"},
 			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "daemonset-guard-metrics-reader"},
-			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "prometheus", Namespace: systemNamespace}},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "prometheus", Namespace: c.namespace}},
 		}, metav1.CreateOptions{})
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(scrape(c.tokenOf(t, "prometheus"))).To(Equal(http.StatusOK), "a scraper bound to the shipped daemonset-guard-metrics-reader")
@@ -355,7 +384,7 @@ func deploymentAndPolicy(t *testing.T, rendered string) (*appsv1.Deployment, str
 // runLikeTheDeployment runs daemonset-guard with the Deployment's args, with
 // the ports, certificate directory and policy file moved to this host, and
 // returns a function that stops it.
-func runLikeTheDeployment(t *testing.T, deployment *appsv1.Deployment, policyFile string, port, metricsPort int, kubeconfig string) (stop func()) {
+func runLikeTheDeployment(t *testing.T, deployment *appsv1.Deployment, policyFile string, port, metricsPort int, kubeconfig, namespace string) (stop func()) {
 	t.Helper()
 	binary := filepath.Join(t.TempDir(), "daemonset-guard")
 	if out, err := exec.Command("go", "build", "-o", binary, filepath.Join(testenv.RepoRoot(), "cmd", "daemonset-guard")).CombinedOutput(); err != nil {
@@ -378,7 +407,7 @@ func runLikeTheDeployment(t *testing.T, deployment *appsv1.Deployment, policyFil
 	}
 	// In the cluster, the Lease's namespace is the pod's own, which a
 	// process on this host does not have.
-	args = append(args, "--kubeconfig="+kubeconfig, "--leader-election-namespace="+systemNamespace)
+	args = append(args, "--kubeconfig="+kubeconfig, "--leader-election-namespace="+namespace)
 	var logs bytes.Buffer
 	cmd := exec.Command(binary, args...)
 	cmd.Stdout, cmd.Stderr = &logs, &logs
@@ -407,7 +436,7 @@ func runLikeTheDeployment(t *testing.T, deployment *appsv1.Deployment, policyFil
 func (c *installCluster) tokenOf(t *testing.T, name string) string {
 	t.Helper()
 	ctx := context.Background()
-	accounts := c.client.CoreV1().ServiceAccounts(systemNamespace)
+	accounts := c.client.CoreV1().ServiceAccounts(c.namespace)
 	if _, err := accounts.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
@@ -422,13 +451,13 @@ func (c *installCluster) tokenOf(t *testing.T, name string) string {
 // with a bearer token (none when empty) and returns the status code. It
 // verifies the server against the registered CA bundle under the Service's
 // DNS name: the metrics are served with the webhook's own certificate.
-func scraper(t *testing.T, caBundle []byte, port int) func(token string) int {
+func scraper(t *testing.T, caBundle []byte, port int, namespace string) func(token string) int {
 	roots := x509.NewCertPool()
 	if !roots.AppendCertsFromPEM(caBundle) {
 		t.Fatal("the CA bundle holds no certificate")
 	}
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
-		RootCAs: roots, ServerName: "daemonset-guard." + systemNamespace + ".svc"}}}
+		RootCAs: roots, ServerName: "daemonset-guard." + namespace + ".svc"}}}
 	return func(token string) int {
 		req, err := http.NewRequest(http.MethodGet, fmt.Sprintf("https://127.0.0.1:%d/metrics", port), nil)
 		if err != nil {
@@ -469,15 +498,15 @@ func serviceAccountKubeconfig(t *testing.T, c *installCluster, name string) stri
 // routeServiceHere points the webhook Service at this host's port, as the
 // endpoints controller points it at ready pods in a cluster. EndpointSlices
 // may not hold loopback addresses, so it takes the host's own.
-func routeServiceHere(t *testing.T, client kubernetes.Interface, port int) {
+func (c *installCluster) routeServiceHere(t *testing.T, port int) {
 	t.Helper()
 	slice := &discoveryv1.EndpointSlice{
-		ObjectMeta:  metav1.ObjectMeta{Name: "daemonset-guard-host", Namespace: systemNamespace, Labels: map[string]string{discoveryv1.LabelServiceName: "daemonset-guard"}},
+		ObjectMeta:  metav1.ObjectMeta{Name: "daemonset-guard-host", Namespace: c.namespace, Labels: map[string]string{discoveryv1.LabelServiceName: "daemonset-guard"}},
 		AddressType: discoveryv1.AddressTypeIPv4,
 		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{hostIP(t)}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
 		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("webhook"), Port: ptr.To(int32(port)), Protocol: ptr.To(corev1.ProtocolTCP)}},
 	}
-	if _, err := client.DiscoveryV1().EndpointSlices(systemNamespace).Create(context.Background(), slice, metav1.CreateOptions{}); err != nil {
+	if _, err := c.client.DiscoveryV1().EndpointSlices(c.namespace).Create(context.Background(), slice, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }

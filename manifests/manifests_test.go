@@ -1,5 +1,6 @@
-// Package manifests_test checks that every overlay builds and that each of its
-// objects is accepted by a real API server, by server-side dry run.
+// Package manifests_test checks that every overlay and the Helm chart build,
+// that each of their objects is accepted by a real API server, by
+// server-side dry run, and that they install a webhook that works.
 package manifests_test
 
 import (
@@ -47,16 +48,28 @@ func TestOverlaysPassServerSideDryRun(t *testing.T) {
 		t.Fatalf("%v: %s", err, out)
 	}
 
-	for name, dir := range map[string]string{
-		"cert-manager": filepath.Join(root, "manifests", "overlays", "cert-manager"),
-		"self-managed": filepath.Join(root, "manifests", "overlays", "self-managed"),
+	kustomize := func(dir ...string) func(t *testing.T) (string, error) {
+		return func(*testing.T) (string, error) {
+			return kubectl("", "kustomize", filepath.Join(append([]string{root}, dir...)...))
+		}
+	}
+	chart := func(variant string) func(t *testing.T) (string, error) {
+		return func(t *testing.T) (string, error) {
+			return renderChart(t, "daemonset-guard-system", "-f", variantValues(variant))
+		}
+	}
+	for name, render := range map[string]func(t *testing.T) (string, error){
+		"cert-manager": kustomize("manifests", "overlays", "cert-manager"),
+		"self-managed": kustomize("manifests", "overlays", "self-managed"),
 		// What make test-e2e-kind deploys, kept correct where kind cannot run.
-		"e2e-kind": filepath.Join(root, "e2e", "testdata"),
+		"e2e-kind":           kustomize("e2e", "testdata"),
+		"chart cert-manager": chart("cert-manager"),
+		"chart self-managed": chart("self-managed"),
 	} {
 		t.Run(name, func(t *testing.T) {
-			built, err := kubectl("", "kustomize", dir)
+			built, err := render(t)
 			if err != nil {
-				t.Fatalf("kubectl kustomize: %v\n%s", err, built)
+				t.Fatalf("rendering: %v\n%s", err, built)
 			}
 			if m := placeholder.FindString(built); m != "" {
 				t.Errorf("the overlay holds a placeholder: %q", m)
