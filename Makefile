@@ -19,6 +19,9 @@ KWOK_MOD      := $(TOOLS_MOD)/kwok
 HELM_MOD      := $(TOOLS_MOD)/helm
 HELM_VERSION   = $(shell cd $(HELM_MOD) && $(GO) list -m -f '{{.Version}}' helm.sh/helm/v4)
 CHART_DIR     := manifests/charts/daemonset-guard
+# cert-manager's controllers and cainjector, built from its root module for
+# the test that runs the cert-manager variant against them.
+CERT_MANAGER_MOD := $(TOOLS_MOD)/certmanager
 CLUSTER_STATE := $(CURDIR)/.cluster
 
 # The container image, and the overlay `make deploy` applies.
@@ -81,7 +84,7 @@ run: build ## Run the webhook against KUBECONFIG with certificates from CERT_DIR
 		$(if $(POLICY_FILE),--policy-file $(POLICY_FILE)) --zap-devel $(RUN_ARGS)
 
 .PHONY: test
-test: lint control-plane $(BIN)/kubectl $(BIN)/helm ## Lint; unit, handler and API-server integration tests; benchmark and fuzz smoke runs; the e2e suite on the local cluster.
+test: lint control-plane $(BIN)/kubectl $(BIN)/helm $(BIN)/cert-manager-controllers ## Lint; unit, handler and API-server integration tests; benchmark and fuzz smoke runs; the e2e suite on the local cluster.
 	KUBEBUILDER_ASSETS=$(BIN) $(GO) test -race -count=1 ./...
 	$(GO) test -run '^$$' -bench . -benchtime 100x ./...
 	$(MAKE) fuzz FUZZTIME=$(FUZZ_SMOKE)
@@ -158,6 +161,7 @@ lint: ## Check formatting and run go vet.
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./e2e/...
+	cd $(CERT_MANAGER_MOD) && $(GO) vet ./...
 
 .PHONY: control-plane
 control-plane: $(CONTROL_PLANE) ## Build kube-apiserver and etcd into bin/ from Go modules (minutes the first time, cached after).
@@ -177,6 +181,13 @@ $(BIN)/helm: $(HELM_MOD)/go.mod $(HELM_MOD)/go.sum
 
 .PHONY: helm
 helm: $(BIN)/helm ## Build bin/helm from Go modules (a minute or two the first time).
+
+$(BIN)/cert-manager-controllers: $(CERT_MANAGER_MOD)/go.mod $(CERT_MANAGER_MOD)/go.sum $(CERT_MANAGER_MOD)/main.go
+	@e2e/timed.sh "building cert-manager's controllers $(CERT_MANAGER_VERSION)" sh -c 'cd $(CERT_MANAGER_MOD) && $(GO) build -o $@ .'
+
+.PHONY: test-cert-manager
+test-cert-manager: control-plane $(BIN)/kubectl $(BIN)/helm $(BIN)/cert-manager-controllers ## Install the cert-manager variant (overlay and chart) where cert-manager's own controllers and cainjector run; part of make test (about 25 s).
+	KUBEBUILDER_ASSETS=$(BIN) $(GO) test -count=1 -run 'RealCertManager' -v ./manifests/
 
 .PHONY: chart-package
 chart-package: $(BIN)/helm ## Package the Helm chart into bin/ (push it with: bin/helm push bin/daemonset-guard-<version>.tgz oci://<registry>/charts).

@@ -55,10 +55,11 @@ type installCluster struct {
 }
 
 // newInstallCluster starts a control plane that reaches Services through
-// their EndpointSlices, as the webhook on the host needs.
-func newInstallCluster(t *testing.T) *installCluster {
+// their EndpointSlices, as the webhook on the host needs, with the CRDs of
+// the given directories installed.
+func newInstallCluster(t *testing.T, crdDirs ...string) *installCluster {
 	t.Helper()
-	env := &envtest.Environment{}
+	env := &envtest.Environment{CRDDirectoryPaths: crdDirs, ErrorIfCRDPathMissing: true}
 	env.ControlPlane.GetAPIServer().Configure().Set("enable-aggregator-routing", "true")
 	testenv.StartEnvironment(t, env)
 	w := &warnings.Recorder{}
@@ -85,6 +86,21 @@ func (c *installCluster) createDaemonSet(t *testing.T, name string, dryRun bool)
 	}
 	_, err := c.client.AppsV1().DaemonSets("apps").Create(ctx, ds, opts)
 	return err
+}
+
+// webhookWarns returns a check that a dry-run DaemonSet create gets the
+// webhook's targets-nodes warning: that the API server calls the webhook.
+func (c *installCluster) webhookWarns(t *testing.T) func() error {
+	return func() error {
+		c.warnings.Take()
+		if err := c.createDaemonSet(t, "probe", true); err != nil {
+			return err
+		}
+		if w := c.warnings.Take(); !strings.Contains(strings.Join(w, "\n"), "[targets-nodes]") {
+			return fmt.Errorf("no warning of the webhook's: %q", w)
+		}
+		return nil
+	}
 }
 
 // webhooksRegistered returns how many webhooks the two configurations hold.
@@ -180,7 +196,7 @@ func testSelfManagedInstall(t *testing.T, c *installCluster, rendered string) {
 	port := testenv.FreePort(t)
 	c.routeServiceHere(t, port)
 	metricsPort := testenv.FreePort(t)
-	stop := runLikeTheDeployment(t, deployment, policyFile, port, metricsPort, serviceAccountKubeconfig(t, c, "daemonset-guard"), c.namespace)
+	stop := runLikeTheDeployment(t, deployment, policyFile, t.TempDir(), port, metricsPort, serviceAccountKubeconfig(t, c, "daemonset-guard"), c.namespace)
 
 	g.Eventually(func() [2]int {
 		m, v := c.webhooksRegistered(t)
@@ -192,16 +208,7 @@ func testSelfManagedInstall(t *testing.T, c *installCluster, rendered string) {
 	g.Expect(v.Webhooks[0].ClientConfig.CABundle).NotTo(BeEmpty())
 	g.Expect(*v.Webhooks[0].FailurePolicy).To(BeEquivalentTo("Fail"))
 
-	g.Eventually(func() error {
-		c.warnings.Take()
-		if err := c.createDaemonSet(t, "after", true); err != nil {
-			return err
-		}
-		if w := c.warnings.Take(); !strings.Contains(strings.Join(w, "\n"), "[targets-nodes]") {
-			return fmt.Errorf("no warning of the webhook's: %q", w)
-		}
-		return nil
-	}, 30*time.Second, 250*time.Millisecond).Should(Succeed(), "the API server calls the webhook through the Service, trusting the registered CA")
+	g.Eventually(c.webhookWarns(t), 30*time.Second, 250*time.Millisecond).Should(Succeed(), "the API server calls the webhook through the Service, trusting the registered CA")
 
 	t.Run("leads, with the install's RBAC, and reports a node change on the DaemonSet it left without a node", func(t *testing.T) {
 		g := NewWithT(t)
@@ -384,7 +391,7 @@ func deploymentAndPolicy(t *testing.T, rendered string) (*appsv1.Deployment, str
 // runLikeTheDeployment runs daemonset-guard with the Deployment's args, with
 // the ports, certificate directory and policy file moved to this host, and
 // returns a function that stops it.
-func runLikeTheDeployment(t *testing.T, deployment *appsv1.Deployment, policyFile string, port, metricsPort int, kubeconfig, namespace string) (stop func()) {
+func runLikeTheDeployment(t *testing.T, deployment *appsv1.Deployment, policyFile, certDir string, port, metricsPort int, kubeconfig, namespace string) (stop func()) {
 	t.Helper()
 	binary := filepath.Join(t.TempDir(), "daemonset-guard")
 	if out, err := exec.Command("go", "build", "-o", binary, filepath.Join(testenv.RepoRoot(), "cmd", "daemonset-guard")).CombinedOutput(); err != nil {
@@ -392,7 +399,7 @@ func runLikeTheDeployment(t *testing.T, deployment *appsv1.Deployment, policyFil
 	}
 	onHost := map[string]string{
 		"--webhook-port":              fmt.Sprint(port),
-		"--webhook-cert-dir":          t.TempDir(),
+		"--webhook-cert-dir":          certDir,
 		"--policy-file":               policyFile,
 		"--health-probe-bind-address": fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
 		"--metrics-bind-address":      fmt.Sprintf("127.0.0.1:%d", metricsPort),
