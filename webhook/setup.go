@@ -49,8 +49,9 @@ type Options struct {
 	// zero means DefaultRequestTimeout.
 	RequestTimeout time.Duration
 	// AuditInterval, when positive, makes the leader write every
-	// DaemonSet's openreports.io Report on that interval.
+	// DaemonSet's report on that interval, in ReportFormat.
 	AuditInterval time.Duration
+	ReportFormat  reports.Format
 }
 
 // CacheOptions returns the manager cache options the webhooks rely on: Nodes,
@@ -144,7 +145,7 @@ func Setup(ctx context.Context, mgr manager.Manager, opts Options) (ready func()
 		evaluator := func() offline.Evaluator {
 			return offline.Evaluator{Rules: opts.Rules, Policy: store.Get(), Nodes: inv, PriorityClasses: classes, Namespaces: spaces}
 		}
-		auditor := &reports.Auditor{Interval: opts.AuditInterval, Client: client, Reports: reportsClient, Evaluator: evaluator,
+		auditor := &reports.Auditor{Interval: opts.AuditInterval, Client: client, Reports: reportsClient, Format: opts.ReportFormat, Evaluator: evaluator,
 			Ready: inv.Synced, Log: opts.Log.WithName("reports")}
 		if err := mgr.Add(auditor); err != nil {
 			return nil, fmt.Errorf("adding the audit: %w", err)

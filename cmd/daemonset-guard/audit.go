@@ -14,6 +14,7 @@ import (
 
 	"github.com/daemonset-guard/daemonset-guard/webhook/offline"
 	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
+	"github.com/daemonset-guard/daemonset-guard/webhook/reports"
 	"github.com/daemonset-guard/daemonset-guard/webhook/rules"
 )
 
@@ -39,9 +40,11 @@ func runAudit(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	kubeconfig := fs.String("kubeconfig", "", "Kubeconfig of the cluster; empty uses $KUBECONFIG, then the in-cluster configuration.")
 	kubeContext := fs.String("context", "", "The kubeconfig's context to use, as kubectl's --context; empty uses the current one.")
 	namespace := fs.String("n", "", "Only this namespace; empty audits every namespace.")
-	write := fs.Bool("write-reports", false, "Also create or update one openreports.io/v1alpha1 Report per DaemonSet in the cluster (server-side apply, field manager daemonset-guard; the Report goes with its DaemonSet).")
+	write := fs.Bool("write-reports", false, "Also create or update one report per DaemonSet in the cluster, in --report-format (server-side apply, field manager daemonset-guard; the report goes with its DaemonSet).")
+	var format reports.Format
+	reportFormatFlag(fs, &format)
 	var common offlineFlags
-	common.bind(fs, "text", "json", "yaml", "openreports")
+	common.bind(fs, "text", "json", "yaml", "openreports", "policyreport")
 	fail := func(err error) int { return failure(stderr, "audit", err) }
 	catalog, pol, err := common.parse(fs, args)
 	if err != nil {
@@ -61,7 +64,7 @@ func runAudit(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		return fail(err)
 	}
 	if *write {
-		if err := applyReports(ctx, cfg, openReports(report.Results, catalog, pol, time.Now())); err != nil {
+		if err := applyReports(ctx, cfg, format, openReports(report.Results, catalog, pol, time.Now())); err != nil {
 			return fail(err)
 		}
 	}
@@ -74,8 +77,8 @@ func runAudit(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		if err := writeYAML(stdout, report); err != nil {
 			return fail(err)
 		}
-	case "openreports":
-		if err := writeReports(stdout, openReports(report.Results, catalog, pol, time.Now())); err != nil {
+	case "openreports", "policyreport":
+		if err := writeReports(stdout, reports.Format(common.output), openReports(report.Results, catalog, pol, time.Now())); err != nil {
 			return fail(err)
 		}
 	default:

@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
+	"github.com/daemonset-guard/daemonset-guard/webhook/reports"
 	"github.com/daemonset-guard/daemonset-guard/webhook/rules"
 )
 
@@ -107,6 +108,23 @@ func orList(words []string) string {
 		return words[0]
 	}
 	return strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
+}
+
+// reportFormatFlag defines --report-format, which audit and the webhook
+// share.
+func reportFormatFlag(fs *flag.FlagSet, format *reports.Format) {
+	*format = reports.OpenReports
+	names := make([]string, len(reports.Formats))
+	for i, f := range reports.Formats {
+		names[i] = string(f)
+	}
+	fs.Func("report-format", "The API reports are written in: openreports (openreports.io/v1alpha1 Report, the default) or policyreport (wgpolicyk8s.io/v1alpha2 PolicyReport, for clusters still on it).", func(v string) error {
+		if !slices.Contains(reports.Formats, reports.Format(v)) {
+			return fmt.Errorf("must be %s", orList(names))
+		}
+		*format = reports.Format(v)
+		return nil
+	})
 }
 
 // writeJSON writes a report as indented JSON.
@@ -226,6 +244,7 @@ type config struct {
 	leaderElect            bool
 	leaderElectionNS       string
 	auditInterval          time.Duration
+	reportFormat           reports.Format
 	zap                    zap.Options
 }
 
@@ -284,7 +303,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&cfg.registerWebhooks, "register-webhooks", false, "Once this replica is ready, write the webhooks (rules, --webhook-service, CA bundle) into the two webhook configurations, which the manifests ship empty, and keep them there. Until then nothing is intercepted, so a webhook that never starts cannot block DaemonSet writes.")
 	fs.BoolVar(&cfg.leaderElect, "leader-elect", false, "Elect one leader among the replicas (a Lease named daemonset-guard) to re-evaluate DaemonSets when nodes change and report what a change did to them as Events. Every replica serves the webhooks either way; without it, every replica reports.")
 	fs.StringVar(&cfg.leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease; empty is the pod's own namespace, which a webhook run outside the cluster does not have.")
-	fs.DurationVar(&cfg.auditInterval, "audit-interval", 0, "Write every DaemonSet's openreports.io/v1alpha1 Report from the leader on this interval (as audit --write-reports does; the reports-api CRDs must be installed); 0 writes none.")
+	fs.DurationVar(&cfg.auditInterval, "audit-interval", 0, "Write every DaemonSet's report from the leader on this interval (as audit --write-reports does; the CRDs of --report-format must be installed); 0 writes none.")
+	reportFormatFlag(fs, &cfg.reportFormat)
 	cfg.zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return config{}, err

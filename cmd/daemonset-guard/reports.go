@@ -27,24 +27,24 @@ func openReports(audited []AuditResult, catalog *rules.Catalog, pol *policy.Poli
 	return out
 }
 
-// applyReports writes the Reports to the cluster; a failure leaves the
-// audit incomplete.
-func applyReports(ctx context.Context, cfg *rest.Config, all []openreports.Report) error {
+// applyReports writes the Reports to the cluster in the format; a failure
+// leaves the audit incomplete.
+func applyReports(ctx context.Context, cfg *rest.Config, format reports.Format, all []openreports.Report) error {
 	client, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return err
 	}
-	if err := reports.Apply(ctx, client, all); err != nil {
+	if err := reports.Apply(ctx, client, format, all); err != nil {
 		return unreachableError{err}
 	}
 	return nil
 }
 
-// writeReports prints the Reports as YAML documents, which kubectl apply
-// takes as they are.
-func writeReports(w io.Writer, all []openreports.Report) error {
+// writeReports prints the Reports in the format as YAML documents, which
+// kubectl apply takes as they are.
+func writeReports(w io.Writer, format reports.Format, all []openreports.Report) error {
 	for i := range all {
-		data, err := yaml.Marshal(&all[i])
+		data, err := yaml.Marshal(reports.In(format, &all[i]))
 		if err != nil {
 			return fmt.Errorf("encoding the report of %s/%s: %w", all[i].Scope.Namespace, all[i].Scope.Name, err)
 		}

@@ -104,7 +104,7 @@ func run(ctx context.Context, cfg config) error {
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return fmt.Errorf("adding the health check: %w", err)
 	}
-	ready, err := webhook.Setup(ctx, mgr, webhook.Options{PolicyFile: cfg.policyFile, Log: ctrl.Log.WithName("webhook"), AuditInterval: cfg.auditInterval})
+	ready, err := webhook.Setup(ctx, mgr, webhook.Options{PolicyFile: cfg.policyFile, Log: ctrl.Log.WithName("webhook"), AuditInterval: cfg.auditInterval, ReportFormat: cfg.reportFormat})
 	if err != nil {
 		return err
 	}

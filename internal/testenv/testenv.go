@@ -57,9 +57,22 @@ func RepoRoot() string {
 // ships, for envtest to install.
 func ReportsCRDs(t testing.TB) string {
 	t.Helper()
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/openreports/reports-api").Output()
+	return filepath.Join(moduleDir(t, "github.com/openreports/reports-api"), "config", "crd")
+}
+
+// PolicyReportCRDs returns the directory of the wgpolicyk8s.io CRDs that
+// the github.com/kyverno/kyverno module, whose types of them the reports
+// use, ships at the version go.mod names.
+func PolicyReportCRDs(t testing.TB) string {
+	t.Helper()
+	return filepath.Join(moduleDir(t, "github.com/kyverno/kyverno"), "config", "crds", "policyreport")
+}
+
+func moduleDir(t testing.TB, module string) string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", module).Output()
 	if err != nil {
-		t.Fatalf("finding the reports-api module: %v", err)
+		t.Fatalf("finding the module %s: %v", module, err)
 	}
-	return filepath.Join(strings.TrimSpace(string(out)), "config", "crd")
+	return strings.TrimSpace(string(out))
 }

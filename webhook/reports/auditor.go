@@ -23,6 +23,8 @@ type Auditor struct {
 	// Client lists the DaemonSets; Reports writes the Reports.
 	Client  kubernetes.Interface
 	Reports dynamic.Interface
+	// Format is the API the Reports are written in.
+	Format Format
 	// Evaluator returns the evaluator of the moment: the policy in force
 	// and the webhook's views of nodes, PriorityClasses and namespaces.
 	Evaluator func() offline.Evaluator
@@ -72,7 +74,7 @@ func (a *Auditor) Audit(ctx context.Context) (int, error) {
 			ds := &page.Items[i]
 			all = append(all, Of(ev.Rules, ev.Policy, ds, ev.Evaluate(ds), ev.Health(ds), now))
 		}
-		if err := Apply(ctx, a.Reports, all); err != nil {
+		if err := Apply(ctx, a.Reports, a.Format, all); err != nil {
 			return written, err
 		}
 		written += len(all)

@@ -1,8 +1,10 @@
 // Package reports turns what daemonset-guard says of a stored DaemonSet
 // into an openreports.io/v1alpha1 Report, with the published types of
-// github.com/openreports/reports-api, and writes Reports to the cluster, so
-// that Policy Reporter and other report consumers show daemonset-guard's
-// findings beside Kyverno's.
+// github.com/openreports/reports-api, or into a wgpolicyk8s.io/v1alpha2
+// PolicyReport for clusters still on that API (with the types Kyverno
+// publishes for it), and writes them to the cluster, so that Policy Reporter
+// and other report consumers show daemonset-guard's findings beside
+// Kyverno's.
 package reports
 
 import (
@@ -15,11 +17,13 @@ import (
 	"strings"
 	"time"
 
+	policyreport "github.com/kyverno/kyverno/api/policyreport/v1alpha2"
 	openreports "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 
@@ -31,6 +35,53 @@ import (
 // Source names daemonset-guard in the Reports it writes, as report
 // consumers group them; it is also the field manager that writes them.
 const Source = "daemonset-guard"
+
+// Format is the API that reports are written in.
+type Format string
+
+// The report APIs: OpenReports, which Policy Reporter and Kyverno read from
+// Kyverno 1.15, and the Policy WG's wgpolicyk8s.io PolicyReport before it.
+const (
+	OpenReports  Format = "openreports"
+	PolicyReport Format = "policyreport"
+)
+
+// Formats are the report APIs, OpenReports first.
+var Formats = []Format{OpenReports, PolicyReport}
+
+// resource is the API resource of the format's namespaced reports, and what
+// to install where the cluster has none.
+func (f Format) resource() (schema.GroupVersionResource, string) {
+	if f == PolicyReport {
+		return policyreport.SchemeGroupVersion.WithResource("policyreports"),
+			"the cluster has no wgpolicyk8s.io/v1alpha2 PolicyReports: install their CRDs (Kyverno's config/crds/policyreport), or write openreports.io Reports"
+	}
+	return openreports.SchemeGroupVersion.WithResource("reports"),
+		"the cluster has no openreports.io/v1alpha1 Reports: install the CRDs of github.com/openreports/reports-api, config/install.yaml"
+}
+
+// In returns the Report in the format: itself for OpenReports, else the
+// PolicyReport that says the same, from which the OpenReports API was
+// derived field for field.
+func In(f Format, r *openreports.Report) any {
+	if f != PolicyReport {
+		return r
+	}
+	pr := &policyreport.PolicyReport{
+		TypeMeta:   metav1.TypeMeta{APIVersion: policyreport.SchemeGroupVersion.String(), Kind: "PolicyReport"},
+		ObjectMeta: r.ObjectMeta,
+		Scope:      r.Scope,
+		Summary: policyreport.PolicyReportSummary{Pass: r.Summary.Pass, Fail: r.Summary.Fail, Warn: r.Summary.Warn,
+			Error: r.Summary.Error, Skip: r.Summary.Skip},
+	}
+	for _, res := range r.Results {
+		pr.Results = append(pr.Results, policyreport.PolicyReportResult{Source: res.Source, Policy: res.Policy, Rule: res.Rule,
+			Category: res.Category, Severity: policyreport.PolicySeverity(res.Severity), Timestamp: res.Timestamp,
+			Result: policyreport.PolicyResult(res.Result), Scored: res.Scored, Resources: res.Subjects,
+			ResourceSelector: res.ResourceSelector, Message: res.Description, Properties: res.Properties})
+	}
+	return pr
+}
 
 // Of returns the Report of a stored DaemonSet, from what the evaluator said
 // of it (res) and how it runs (health): in the DaemonSet's namespace, named
@@ -118,23 +169,24 @@ func count(s *openreports.ReportSummary, result openreports.Result) {
 	}
 }
 
-// Apply creates or updates the Reports in the cluster by server-side apply,
-// as the field manager Source: a report consumer's own fields stay, and a
-// later audit replaces only what an earlier one wrote.
-func Apply(ctx context.Context, client dynamic.Interface, reports []openreports.Report) error {
-	api := client.Resource(openreports.SchemeGroupVersion.WithResource("reports"))
+// Apply creates or updates the Reports in the cluster, in the format, by
+// server-side apply as the field manager Source: a report consumer's own
+// fields stay, and a later audit replaces only what an earlier one wrote.
+func Apply(ctx context.Context, client dynamic.Interface, format Format, reports []openreports.Report) error {
+	resource, missing := format.resource()
+	api := client.Resource(resource)
 	for i := range reports {
 		r := &reports[i]
-		body, err := json.Marshal(r)
+		body, err := json.Marshal(In(format, r))
 		if err != nil {
 			return err
 		}
 		if _, err := api.Namespace(r.Namespace).Patch(ctx, r.Name, types.ApplyPatchType, body, metav1.PatchOptions{FieldManager: Source, Force: new(true)}); err != nil {
 			hint := ""
 			if apierrors.IsNotFound(err) {
-				hint = " (the cluster has no openreports.io/v1alpha1 Reports: install the CRDs of github.com/openreports/reports-api, config/install.yaml)"
+				hint = " (" + missing + ")"
 			}
-			return fmt.Errorf("writing the Report of %s/%s: %w%s", r.Namespace, r.Scope.Name, err, hint)
+			return fmt.Errorf("writing the %s of %s/%s: %w%s", resource.Resource, r.Namespace, r.Scope.Name, err, hint)
 		}
 	}
 	return nil
