@@ -68,7 +68,10 @@ func TestARolloutPredictedToStallStallsAndTheNamedFixFinishesIt(t *testing.T) {
 		for _, name := range dying {
 			n, err := c.client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 			g.Expect(err).NotTo(HaveOccurred())
-			g.Expect(n.Spec.Taints).To(ContainElement(HaveField("Key", corev1.TaintNodeUnreachable)), "node %s is unreachable", name)
+			// The NoSchedule taint, not the NoExecute one that daemon pods
+			// tolerate, is what takes the node from the DaemonSet.
+			g.Expect(n.Spec.Taints).To(ContainElement(And(HaveField("Key", corev1.TaintNodeUnreachable), HaveField("Effect", corev1.TaintEffectNoSchedule))),
+				"node %s is unreachable (conditions %+v)", name, n.Status.Conditions)
 		}
 		live, err := c.client.AppsV1().DaemonSets(ns).Get(ctx, "agent", metav1.GetOptions{})
 		g.Expect(err).NotTo(HaveOccurred())

@@ -44,8 +44,8 @@ trap 'signal_control_plane CONT; "$root/e2e/local-cluster.sh" down' EXIT
 KWOKCTL_ARGS="--extra-args kube-controller-manager=kube-api-qps=1000 --extra-args kube-controller-manager=kube-api-burst=1000" \
 	WEBHOOK_CPUS=0 "$root/e2e/local-cluster.sh" up
 
-log "API-server latency: no admission, daemonset-guard, CEL policies"
-"$bin/apilatency" --kubeconfig "$KUBECONFIG" --rows "$rows"
+log "API-server latency: no admission, daemonset-guard, CEL policies, a minimal controller-runtime webhook"
+"$bin/apilatency" --kubeconfig "$KUBECONFIG" --rows "$rows" --webhook-cpus 0
 
 log "memory with $nodes nodes and ${BENCH_DAEMONSETS:-1000} DaemonSets"
 "$bin/memprobe" nodes --kubeconfig "$KUBECONFIG" --count "$nodes"

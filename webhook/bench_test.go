@@ -1,8 +1,6 @@
 package webhook
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -17,42 +15,16 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/daemonset-guard/daemonset-guard/internal/baseline"
 	"github.com/daemonset-guard/daemonset-guard/internal/fixture"
 	"github.com/daemonset-guard/daemonset-guard/webhook/inventory"
 	"github.com/daemonset-guard/daemonset-guard/webhook/policy"
 	"github.com/daemonset-guard/daemonset-guard/webhook/rules"
 )
 
-// allowAll is the decode-only baseline: controller-runtime's typed validator
-// that decodes the object and allows it.
-type allowAll struct{}
-
-func (allowAll) ValidateCreate(context.Context, *appsv1.DaemonSet) (admission.Warnings, error) {
-	return nil, nil
-}
-func (allowAll) ValidateUpdate(context.Context, *appsv1.DaemonSet, *appsv1.DaemonSet) (admission.Warnings, error) {
-	return nil, nil
-}
-func (allowAll) ValidateDelete(context.Context, *appsv1.DaemonSet) (admission.Warnings, error) {
-	return nil, nil
-}
-
-// naiveMutator is the mutation baseline: decode, add one toleration,
-// marshal, PatchResponseFromRaw against the raw request.
-func naiveMutator(scheme *runtime.Scheme) admission.HandlerFunc {
-	decoder := admission.NewDecoder(scheme)
-	return func(_ context.Context, req admission.Request) admission.Response {
-		ds := &appsv1.DaemonSet{}
-		if err := decoder.Decode(req, ds); err != nil {
-			return admission.Errored(http.StatusBadRequest, err)
-		}
-		ds.Spec.Template.Spec.Tolerations = append(ds.Spec.Template.Spec.Tolerations, corev1.Toleration{Key: "node-role.kubernetes.io/control-plane", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule})
-		out, err := json.Marshal(ds)
-		if err != nil {
-			return admission.Errored(http.StatusInternalServerError, err)
-		}
-		return admission.PatchResponseFromRaw(req.Object.Raw, out)
-	}
+// addToleration is the naive mutator's change: one toleration.
+func addToleration(ds *appsv1.DaemonSet) {
+	ds.Spec.Template.Spec.Tolerations = append(ds.Spec.Template.Spec.Tolerations, corev1.Toleration{Key: "node-role.kubernetes.io/control-plane", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule})
 }
 
 // BenchmarkHandlers measures a whole admission request (HTTP body to
@@ -77,10 +49,10 @@ func BenchmarkHandlers(b *testing.B) {
 	}
 	allowed, denied := `"allowed":true`, `"allowed":false`
 	b.Run("baseline=decode-only-validator", func(b *testing.B) {
-		serve(b, admission.WithValidator[*appsv1.DaemonSet](scheme, allowAll{}), toValidate, allowed)
+		serve(b, baseline.Validator(scheme), toValidate, allowed)
 	})
 	b.Run("baseline=naive-mutator", func(b *testing.B) {
-		serve(b, &admission.Webhook{Handler: naiveMutator(scheme)}, toMutate, allowed)
+		serve(b, &admission.Webhook{Handler: baseline.Mutator(scheme, addToleration)}, toMutate, allowed)
 	})
 	for _, n := range []int{0, 100, 1000, 5000, 10000} {
 		srv := newTestServer(b, fixture.Cluster(n, 20)...)

@@ -1,12 +1,15 @@
 // Command apilatency measures what admission adds to DaemonSet creates
 // through a real API server. In one run it creates the same realistic
-// DaemonSet in three set-ups, each in its own namespace:
+// DaemonSet in four set-ups, each in its own namespace:
 //
 //   - no admission: daemonset-guard's webhooks and the CEL policies skip it;
 //   - daemonset-guard: its mutating and validating webhooks are called;
 //   - CEL: the MutatingAdmissionPolicy and ValidatingAdmissionPolicies of
 //     policies.yaml, which do what daemonset-guard does as far as CEL can,
-//     apply, and the webhooks skip it.
+//     apply, and the webhooks skip it;
+//   - minimal webhook: a controller-runtime webhook served by this program,
+//     which decodes, sets daemonset-guard's mutation and patches, and
+//     decodes and allows (package baseline), registered as daemonset-guard is.
 //
 // Each set-up gets sequential creates, then creates from concurrent workers,
 // in rounds that rotate the order of the set-ups so that drift over the run
@@ -14,7 +17,7 @@
 // each set-up adds over no admission, and the API server's own admission
 // metrics over the same creates.
 //
-//	apilatency --kubeconfig .cluster/kubeconfig [--creates 300] [--workers 8] [--rows FILE]
+//	apilatency --kubeconfig .cluster/kubeconfig [--creates 300] [--workers 8] [--rows FILE] [--webhook-cpus 0]
 package main
 
 import (
@@ -39,7 +42,12 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout)
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == "minimal-webhook" {
+		err = serveMinimalWebhook(ctx, os.Args[2:])
+	} else {
+		err = run(ctx, os.Args[1:], os.Stdout)
+	}
 	stop()
 	if errors.Is(err, flag.ErrHelp) {
 		return
@@ -58,6 +66,8 @@ type config struct {
 	rounds     int
 	warmup     int
 	rows       string
+	// webhookCPUs pins the minimal webhook as the webhook is pinned.
+	webhookCPUs string
 }
 
 func parseFlags(args []string) (config, error) {
@@ -69,6 +79,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&cfg.rounds, "rounds", 3, "rounds the creates are split over, each running the set-ups in a rotated order")
 	fs.IntVar(&cfg.warmup, "warmup", 30, "creates per set-up before measuring, not counted")
 	fs.StringVar(&cfg.rows, "rows", "", "append the results as markdown table rows to this file")
+	fs.StringVar(&cfg.webhookCPUs, "webhook-cpus", os.Getenv("WEBHOOK_CPUS"), "CPUs to pin the minimal webhook to, as taskset -c takes them (the local cluster pins daemonset-guard to $WEBHOOK_CPUS)")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
@@ -122,6 +133,18 @@ func run(ctx context.Context, args []string, out io.Writer) (err error) {
 	}
 	defer func() { err = errors.Join(err, policies.remove(cleanupCtx, dyn)) }()
 	if err := policies.apply(ctx, client, dyn); err != nil {
+		return err
+	}
+	reference, err := daemonsetGuardsMutation(ctx, client, setups[daemonsetGuard])
+	if err != nil {
+		return err
+	}
+	minimal := &minimalWebhook{cpus: cfg.webhookCPUs, mutation: reference}
+	stopMinimal, err := minimal.start(ctx, client)
+	if stopMinimal != nil {
+		defer func() { err = errors.Join(err, stopMinimal(cleanupCtx)) }()
+	}
+	if err != nil {
 		return err
 	}
 	if err := awaitAdmission(ctx, restConfig, setups); err != nil {

@@ -45,3 +45,14 @@ func TestHistogramDifferenceAndP99Bound(t *testing.T) {
 		t.Errorf("p99 above the last bound: got %s (ok %v), want > 100ms", bound, ok)
 	}
 }
+
+func TestThroughputIsTheWorkersOverTheMeanLatency(t *testing.T) {
+	r := &report{results: &results{
+		phases: []phase{{"concurrent (8 workers)", 8}},
+		byRun:  [][]result{{{latencies: []time.Duration{10 * time.Millisecond, 30 * time.Millisecond}}}},
+	}}
+	// Eight workers, each waiting 20 ms on average: 400 creates a second.
+	if got := r.throughput(0, 0); got != 400 {
+		t.Errorf("throughput = %v, want 400", got)
+	}
+}

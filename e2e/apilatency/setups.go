@@ -35,13 +35,16 @@ const (
 	noAdmission = iota
 	daemonsetGuard
 	celPolicies
+	minimalWebhookSetup
 )
 
 // Namespace labels that choose a set-up: daemonset-guard's webhooks skip
-// namespaces labelled ignoreLabel, the CEL policies' bindings select celLabel.
+// namespaces labelled ignoreLabel, the CEL policies' bindings select
+// celLabel, the minimal webhook's configurations minimalLabel.
 const (
-	ignoreLabel = "daemonset-guard.io/ignore"
-	celLabel    = "apilatency.daemonset-guard.io/cel"
+	ignoreLabel  = "daemonset-guard.io/ignore"
+	celLabel     = "apilatency.daemonset-guard.io/cel"
+	minimalLabel = "apilatency.daemonset-guard.io/minimal"
 )
 
 // createNamespaces creates one namespace per set-up. Those created before an
@@ -51,9 +54,10 @@ func createNamespaces(ctx context.Context, client kubernetes.Interface) ([]*setu
 		name, prefix string
 		labels       map[string]string
 	}{
-		noAdmission:    {"no admission", "apilatency-none-", map[string]string{ignoreLabel: "true"}},
-		daemonsetGuard: {"daemonset-guard", "apilatency-webhook-", nil},
-		celPolicies:    {"CEL", "apilatency-cel-", map[string]string{ignoreLabel: "true", celLabel: "true"}},
+		noAdmission:         {"no admission", "apilatency-none-", map[string]string{ignoreLabel: "true"}},
+		daemonsetGuard:      {"daemonset-guard", "apilatency-webhook-", nil},
+		celPolicies:         {"CEL", "apilatency-cel-", map[string]string{ignoreLabel: "true", celLabel: "true"}},
+		minimalWebhookSetup: {"minimal webhook", "apilatency-minimal-", map[string]string{ignoreLabel: "true", minimalLabel: "true"}},
 	}
 	var setups []*setup
 	for _, s := range specs {
@@ -79,6 +83,26 @@ func deleteNamespaces(ctx context.Context, client kubernetes.Interface, setups [
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// daemonsetGuardsMutation waits until daemonset-guard mutates the measured
+// DaemonSet in its set-up and returns what it set.
+func daemonsetGuardsMutation(ctx context.Context, client kubernetes.Interface, s *setup) (mutation, error) {
+	var got mutation
+	var last error
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		ds, err := client.AppsV1().DaemonSets(s.namespace).Create(ctx, daemonSet(s.namespace, "probe"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil {
+			last = err
+			return false, nil
+		}
+		got = mutationOf(ds)
+		return got.Rules != "", nil
+	})
+	if err != nil {
+		return got, fmt.Errorf("daemonset-guard did not mutate the DaemonSet within a minute (last error: %v): %w", last, err)
+	}
+	return got, nil
 }
 
 // noNode is a node label that no node has. The measured DaemonSets select
@@ -114,9 +138,9 @@ func mutationOf(ds *appsv1.DaemonSet) mutation {
 }
 
 // awaitAdmission waits until each set-up admits the measured DaemonSet as it
-// should: without admission it stays as written, and the webhooks and the CEL
-// policies mutate it alike, or the two set-ups would not be doing the same
-// work. The mutating policy must evaluate without error; a validating policy
+// should: without admission it stays as written, and the webhooks, the CEL
+// policies and the minimal webhook mutate it alike, or the set-ups would not
+// be doing the same work. The mutating policy must evaluate without error; a validating policy
 // that errs denies or warns, which the checks see. Registrations and policies
 // reach the API server's admission plugins through informers, a moment after
 // they are written, hence the polling.
@@ -175,14 +199,16 @@ func awaitAdmission(ctx context.Context, restConfig *rest.Config, setups []*setu
 		if r := admitted[noAdmission].Rules; r != "" {
 			return false, fmt.Errorf("set-up %s mutated the DaemonSet (%s): is its namespace not ignored?", setups[noAdmission].name, r)
 		}
-		for _, i := range []int{daemonsetGuard, celPolicies} {
+		for _, i := range []int{daemonsetGuard, celPolicies, minimalWebhookSetup} {
 			if admitted[i].Rules == "" {
 				notYet = fmt.Errorf("set-up %s has not mutated the DaemonSet", setups[i].name)
 				return false, nil
 			}
 		}
-		if want, got := admitted[daemonsetGuard], admitted[celPolicies]; !equality.Semantic.DeepEqual(want, got) {
-			return false, fmt.Errorf("the CEL policies mutate the DaemonSet unlike daemonset-guard:\n  daemonset-guard: %+v\n  CEL:             %+v", want, got)
+		for _, i := range []int{celPolicies, minimalWebhookSetup} {
+			if want, got := admitted[daemonsetGuard], admitted[i]; !equality.Semantic.DeepEqual(want, got) {
+				return false, fmt.Errorf("set-up %s mutates the DaemonSet unlike daemonset-guard:\n  daemonset-guard: %+v\n  %s: %+v", setups[i].name, want, setups[i].name, got)
+			}
 		}
 		if !warned {
 			notYet = errors.New("the CEL warning policy has not warned about a rollout budget above 50%")
