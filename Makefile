@@ -42,7 +42,7 @@ CERT_MANAGER_MIN_VERSION := v1.19.0
 # fail a target with a bare "context deadline exceeded" when a -fuzztime
 # duration runs out while a worker is busy (golang/go#75804, fixed in Go 1.27),
 # and a count has no deadline to race.
-FUZZ_TARGETS := webhook:FuzzAdmissionReview webhook/rules:FuzzSelectorMatchesTemplate \
+FUZZ_TARGETS := webhook:FuzzAdmissionReview webhook:FuzzOnePassAnswersAsControllerRuntime webhook/rules:FuzzSelectorMatchesTemplate \
                 webhook/rules:FuzzTolerated webhook/rules:FuzzMaxUnavailable webhook/rules:FuzzParsePolicy \
                 webhook/inventory:FuzzPlacement
 FUZZTIME     ?= 60s

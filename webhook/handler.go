@@ -84,16 +84,21 @@ func (h *handler) input(req admission.Request) (*rules.Input, error) {
 	return in, nil
 }
 
+// decode returns the DaemonSet of a request's object: decoded already by
+// onePass, or decoded here from the raw bytes controller-runtime passes.
 func (h *handler) decode(raw runtime.RawExtension, name string) (*appsv1.DaemonSet, error) {
-	if len(raw.Raw) == 0 {
-		return nil, fmt.Errorf("the admission request has no %s", name)
-	}
-	ds := &appsv1.DaemonSet{}
-	// What the API server's JSON serializer does, without the first pass it
-	// makes over the whole body to find apiVersion and kind: this one type is
-	// all the webhook decodes, and TypeMeta is checked below.
-	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw.Raw, ds); err != nil {
-		return nil, fmt.Errorf("decoding %s: %w", name, err)
+	ds, decoded := raw.Object.(*appsv1.DaemonSet)
+	if !decoded {
+		if len(raw.Raw) == 0 {
+			return nil, fmt.Errorf("the admission request has no %s", name)
+		}
+		ds = &appsv1.DaemonSet{}
+		// What the API server's JSON serializer does, without the first pass
+		// it makes over the whole body to find apiVersion and kind: this one
+		// type is all the webhook decodes, and TypeMeta is checked below.
+		if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw.Raw, ds); err != nil {
+			return nil, fmt.Errorf("decoding %s: %w", name, err)
+		}
 	}
 	if ds.APIVersion != "apps/v1" || ds.Kind != daemonSetKind.Kind {
 		return nil, fmt.Errorf("%s has apiVersion %q and kind %q, not apps/v1 DaemonSet", name, ds.APIVersion, ds.Kind)

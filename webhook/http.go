@@ -15,12 +15,12 @@ const DefaultRequestTimeout = 10 * time.Second
 
 // routes returns the two webhook paths with their handlers: controller-runtime's
 // admission.Webhook (bounded bodies, panics turned into 500 answers with the
-// request's uid) behind read and write deadlines, which controller-runtime's
-// server does not set.
+// request's uid), with the one-pass decoding of onePass in front, behind
+// read and write deadlines, which controller-runtime's server does not set.
 func routes(mutator *Mutator, validator *Validator, timeout time.Duration) map[string]http.Handler {
 	return map[string]http.Handler{
-		MutatePath:   withDeadlines(&admission.Webhook{Handler: mutator}, timeout),
-		ValidatePath: withDeadlines(&admission.Webhook{Handler: validator}, timeout),
+		MutatePath:   withDeadlines(onePass{&admission.Webhook{Handler: mutator}}, timeout),
+		ValidatePath: withDeadlines(onePass{&admission.Webhook{Handler: validator}}, timeout),
 	}
 }
 
