@@ -31,7 +31,7 @@ END {
 		printf "%-34s %10.0f %7.2fx %10d %10d\n", name, t / 1000, ratio, median(bytes, name), median(allocs, name)
 		if (rows != "" && name !~ /^baseline/) {
 			printf "| Handler CPU, %s (%s) | %.0f µs, %d allocs | %.0f µs, %d allocs | %.2fx |\n",
-				name, (base == mutate ? "vs naive PatchResponseFromRaw mutator" : "vs decode-only validator"),
+				name, (base == mutate ? "vs naive PatchResponseFromRaw mutator; goal ≤ 0.5x" : "vs decode-only validator; goal ≤ 1.0x"),
 				t / 1000, median(allocs, name), median(ns, base) / 1000, median(allocs, base), ratio >> rows
 		}
 	}

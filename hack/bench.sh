@@ -62,7 +62,7 @@ for path in validate mutate; do
 	policy=()
 	if [ "$path" = validate ]; then policy=(--policy-file "$state/policy.yaml"); fi
 	taskset -c 1 "$bin/loadgen" --url "https://127.0.0.1:19443/$path-apps-v1-daemonset" --ca "$state/certs/ca.crt" \
-		"${policy[@]}" --duration 10s --rows "$rows" --label "$path, $nodes nodes, one core"
+		"${policy[@]}" --duration 10s --rows "$rows" --label "$path, $nodes nodes, one core (goal ≥ 3,000 req/s; p99 < 5 ms at 8 connections)"
 done
 signal_control_plane CONT
 

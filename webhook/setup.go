@@ -111,6 +111,12 @@ func Setup(ctx context.Context, mgr manager.Manager, opts Options) (ready func()
 			return nil, fmt.Errorf("watching %T: %w", view.obj, err)
 		}
 	}
+	if err := mgr.Add(EveryReplica(manager.RunnableFunc(func(ctx context.Context) error {
+		informed.ReleaseAfterSync(ctx, inv.Synced, classes.Synced, spaces.Synced)
+		return nil
+	}))); err != nil {
+		return nil, fmt.Errorf("adding the release of the initial lists: %w", err)
+	}
 	if opts.Registerer == nil {
 		opts.Registerer = ctrlmetrics.Registry
 	}

@@ -108,13 +108,16 @@ func (r *Reevaluator) Start(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("watching nodes: %w", err)
 	}
-	if _, err := daemonSets.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
+	registration, err := daemonSets.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
 		AddFunc:    func(obj any, _ bool) { r.daemonSetChanged(obj) },
 		UpdateFunc: func(_, obj any) { r.daemonSetChanged(obj) },
 		DeleteFunc: r.daemonSetDeleted,
-	}); err != nil {
+	})
+	if err != nil {
 		return fmt.Errorf("watching DaemonSets: %w", err)
 	}
+	// The DaemonSet informer starts with leadership, after the others.
+	go informed.ReleaseAfterSync(ctx, registration.HasSynced)
 	r.run(ctx)
 	return nil
 }
