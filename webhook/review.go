@@ -60,7 +60,7 @@ func (p onePass) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.webhook.ServeHTTP(w, r)
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxReviewSize))
+	body, err := readBody(r)
 	if err != nil || len(body) == maxReviewSize {
 		// What was read goes back in front of the rest, for the webhook
 		// to read and answer as it would have.
@@ -78,6 +78,17 @@ func (p onePass) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// As controller-runtime writes it; encoding a response cannot fail, so
 	// an error is a broken connection, which can be told nothing.
 	_ = json.NewEncoder(w).Encode(admissionv1.AdmissionReview{TypeMeta: admissionReviewV1, Response: &resp.AdmissionResponse})
+}
+
+// readBody reads at most maxReviewSize bytes of the body, into a buffer of
+// the size the API server declares, not one grown by doubling.
+func readBody(r *http.Request) ([]byte, error) {
+	var buf bytes.Buffer
+	if n := r.ContentLength; n > 0 && n < maxReviewSize {
+		buf.Grow(int(n) + bytes.MinRead)
+	}
+	_, err := buf.ReadFrom(io.LimitReader(r.Body, maxReviewSize))
+	return buf.Bytes(), err
 }
 
 // fallBack has controller-runtime answer the request with body. It serves a
