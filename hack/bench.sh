@@ -32,6 +32,9 @@ log "placement cost cases (5 runs): unique-label fleet, 10,000 required terms"
 } | tee "$bin/bench-placement.txt"
 awk -v rows="$rows" -f "$root/hack/bench-median.awk" -f "$root/hack/bench-placement.awk" "$bin/bench-placement.txt"
 
+log "memory of the webhook's Node view alone at 5,000 and 50,000 realistic Nodes (in memory: no cluster here holds 50,000)"
+"$bin/memprobe" view --counts 5000,50000 --rows "$rows"
+
 # signal_control_plane sends a signal to every process of the local cluster
 # but the webhook (kwokctl keeps their pids).
 signal_control_plane() {

@@ -25,6 +25,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"k8s.io/client-go/rest"
@@ -46,7 +48,7 @@ func main() {
 
 func run(ctx context.Context, args []string, out io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: memprobe nodes|measure [flags]")
+		return errors.New("usage: memprobe nodes|daemonsets|measure|view [flags]")
 	}
 	fs := flag.NewFlagSet("memprobe "+args[0], flag.ContinueOnError)
 	kubeconfig := fs.String("kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig of the cluster")
@@ -95,6 +97,27 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		// The cache processes connect as this one does.
 		opts.kubeconfig = *kubeconfig
 		return measure(ctx, cfg, opts, out)
+	case "view":
+		counts := fs.String("counts", "5000,50000", "Node counts to measure the view at, comma-separated, smallest first")
+		rows := fs.String("rows", "", "append the results as markdown table rows to this file")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		var ns []int
+		for _, c := range strings.Split(*counts, ",") {
+			n, err := strconv.Atoi(c)
+			if err != nil || n < 1 {
+				return fmt.Errorf("--counts: %q is not a positive number", c)
+			}
+			ns = append(ns, n)
+		}
+		return measureViews(ctx, ns, *rows, out)
+	case viewCommand:
+		count := fs.Int("count", 5000, "Nodes in the view")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		return measureView(*count, out)
 	case cacheCommand:
 		kind := fs.String("kind", nodesKind, "what to cache: nodes or daemonsets")
 		strip := fs.Bool("strip", false, "strip the objects with the webhook's transforms (inventory.StripNode, nodechange.StripDaemonSet)")
@@ -105,5 +128,5 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 		return measureCache(ctx, cfg, *kind, *strip, *want, out)
 	}
-	return fmt.Errorf("unknown command %q: want nodes, daemonsets or measure", args[0])
+	return fmt.Errorf("unknown command %q: want nodes, daemonsets, measure or view", args[0])
 }
