@@ -173,7 +173,11 @@ func TestAuditWritesReportsIntoTheLiveCluster(t *testing.T) {
 	ns := c.namespace(t, "e2e-reports")
 	g := NewWithT(t)
 	kubectl(t, "apply", "--server-side", "-f", testenv.ReportsCRDs(t))
-	kubectl(t, "wait", "--for=condition=Established", "crd/reports.openreports.io", "--timeout=30s")
+	// Not kubectl wait: it fails at once, rather than waits, on a CRD whose
+	// status has no conditions yet.
+	g.Eventually(func() (string, error) {
+		return runKubectl("get", "crd/reports.openreports.io", "-o", `jsonpath={.status.conditions[?(@.type=="Established")].status}`)
+	}, 30*time.Second, 250*time.Millisecond).Should(Equal("True"), "the API server serves the Reports")
 	ds, _ := c.create(t, daemonSet(ns, "nowhere", "registry.k8s.io/pause:3.10", func(ds *appsv1.DaemonSet) {
 		ds.Spec.Template.Spec.NodeSelector = map[string]string{"disktype": "nvme"}
 	}))
