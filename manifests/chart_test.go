@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	. "github.com/onsi/gomega"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	sigsyaml "sigs.k8s.io/yaml"
 
@@ -393,4 +394,41 @@ func TestTheChartPackages(t *testing.T) {
 			t.Errorf("the package renders the %s variant otherwise than the chart's directory (-directory +package):\n%s", variant, diff)
 		}
 	}
+}
+
+// TestTheChartSetsTheWebhooksPlacementAndSizeFromItsValues renders the
+// values the defaults leave out of the comparison with the overlays and
+// finds each where the Deployment and the PodDisruptionBudget take it.
+func TestTheChartSetsTheWebhooksPlacementAndSizeFromItsValues(t *testing.T) {
+	digest := "sha256:" + strings.Repeat("ab", 32)
+	rendered, err := renderChart(t, "guard", "-f", variantValues("self-managed"),
+		"--set", "replicaCount=3", "--set", "podDisruptionBudget.minAvailable=2",
+		"--set", "resources.requests.memory=128Mi", "--set", "priorityClassName=platform-critical",
+		"--set", "nodeSelector.node-role\\.kubernetes\\.io/infra=", "--set", "image.digest="+digest, "--set", "image.pullPolicy=Always",
+		"--set-json", `tolerations=[{"key":"infra","operator":"Exists","effect":"NoSchedule"}]`,
+		"--set-json", `imagePullSecrets=[{"name":"registry"}]`)
+	if err != nil {
+		t.Fatalf("helm template: %v\n%s", err, rendered)
+	}
+	deployment, _ := deploymentAndPolicy(t, rendered)
+	g := NewWithT(t)
+	g.Expect(*deployment.Spec.Replicas).To(BeEquivalentTo(3))
+	pod := deployment.Spec.Template.Spec
+	g.Expect(pod.PriorityClassName).To(Equal("platform-critical"))
+	g.Expect(pod.NodeSelector).To(Equal(map[string]string{"node-role.kubernetes.io/infra": ""}))
+	g.Expect(pod.Tolerations).To(ConsistOf(HaveField("Key", "infra")))
+	g.Expect(pod.ImagePullSecrets).To(ConsistOf(HaveField("Name", "registry")))
+	container := pod.Containers[0]
+	g.Expect(container.Image).To(Equal("ghcr.io/daemonset-guard/daemonset-guard@"+digest), "a digest wins over the tag")
+	g.Expect(string(container.ImagePullPolicy)).To(Equal("Always"))
+	g.Expect(container.Resources.Requests.Memory().String()).To(Equal("128Mi"))
+	g.Expect(container.Resources.Limits.Memory().String()).To(Equal("256Mi"), "the default limit stays")
+	g.Expect(container.Args).To(ContainElements("--webhook-service=guard/daemonset-guard", "--cert-secret=guard/daemonset-guard-tls"))
+	var pdb map[string]any
+	for _, obj := range objects(t, rendered) {
+		if obj.GetKind() == "PodDisruptionBudget" {
+			pdb = obj.Object
+		}
+	}
+	g.Expect(pdb).To(HaveKeyWithValue("spec", HaveKeyWithValue("minAvailable", BeEquivalentTo(2))))
 }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/daemonset-guard/daemonset-guard/certs"
 	"github.com/daemonset-guard/daemonset-guard/internal/baseline"
+	"github.com/daemonset-guard/daemonset-guard/webhook/registration"
 	"github.com/daemonset-guard/daemonset-guard/webhook/rules"
 )
 
@@ -32,9 +33,9 @@ import (
 // controller-runtime webhook server with the baseline package's webhooks,
 // its mutator setting the fields daemonset-guard's mutation sets. It runs as
 // a process of its own (this program, as `apilatency minimal-webhook`),
-// pinned to the webhook's CPUs as daemonset-guard is, and is registered as
-// daemonset-guard is (same rules, timeouts, failure policies), for the
-// namespaces labelled minimalLabel.
+// pinned to the webhook's CPUs as daemonset-guard is, and is registered with
+// daemonset-guard's own webhook definition (rules, timeouts, failure
+// policies, match conditions), for the namespaces labelled minimalLabel.
 type minimalWebhook struct {
 	// cpus, when set, pins the process as taskset -c does.
 	cpus string
@@ -88,24 +89,26 @@ func (m *minimalWebhook) start(ctx context.Context, client kubernetes.Interface)
 	served := make(chan error, 1)
 	go func() { served <- cmd.Wait() }()
 
-	url := func(path string) *string { return ptr.To(fmt.Sprintf("https://127.0.0.1:%d%s", port, path)) }
-	rule := []admissionregistrationv1.RuleWithOperations{{
-		Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
-		Rule: admissionregistrationv1.Rule{APIGroups: []string{"apps"}, APIVersions: []string{"v1"}, Resources: []string{"daemonsets"},
-			Scope: ptr.To(admissionregistrationv1.NamespacedScope)},
-	}}
-	selector := &metav1.LabelSelector{MatchLabels: map[string]string{minimalLabel: "true"}}
-	none := ptr.To(admissionregistrationv1.SideEffectClassNone)
-	mutating := &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: minimalName},
-		Webhooks: []admissionregistrationv1.MutatingWebhook{{Name: "mutate.apilatency.daemonset-guard.io", Rules: rule, NamespaceSelector: selector,
-			ClientConfig: admissionregistrationv1.WebhookClientConfig{URL: url("/mutate"), CABundle: ca.CertPEM},
-			SideEffects:  none, AdmissionReviewVersions: []string{"v1"}, TimeoutSeconds: ptr.To[int32](5),
-			FailurePolicy: ptr.To(admissionregistrationv1.Ignore), ReinvocationPolicy: ptr.To(admissionregistrationv1.IfNeededReinvocationPolicy)}}}
-	validating := &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: minimalName},
-		Webhooks: []admissionregistrationv1.ValidatingWebhook{{Name: "validate.apilatency.daemonset-guard.io", Rules: rule, NamespaceSelector: selector,
-			ClientConfig: admissionregistrationv1.WebhookClientConfig{URL: url("/validate"), CABundle: ca.CertPEM},
-			SideEffects:  none, AdmissionReviewVersions: []string{"v1"}, TimeoutSeconds: ptr.To[int32](5),
-			FailurePolicy: ptr.To(admissionregistrationv1.Fail)}}}
+	// daemonset-guard's own webhooks (manifests/webhooks.yaml), pointed at
+	// the baseline and at the namespaces labelled for it.
+	mutating, validating, err := registration.Definition()
+	if err != nil {
+		return nil, err
+	}
+	mutating.Name, validating.Name = minimalName, minimalName
+	retarget := func(name *string, cc *admissionregistrationv1.WebhookClientConfig, selector **metav1.LabelSelector, path string) {
+		*name = "apilatency." + *name
+		*cc = admissionregistrationv1.WebhookClientConfig{URL: ptr.To(fmt.Sprintf("https://127.0.0.1:%d%s", port, path)), CABundle: ca.CertPEM}
+		*selector = &metav1.LabelSelector{MatchLabels: map[string]string{minimalLabel: "true"}}
+	}
+	for i := range mutating.Webhooks {
+		w := &mutating.Webhooks[i]
+		retarget(&w.Name, &w.ClientConfig, &w.NamespaceSelector, "/mutate")
+	}
+	for i := range validating.Webhooks {
+		w := &validating.Webhooks[i]
+		retarget(&w.Name, &w.ClientConfig, &w.NamespaceSelector, "/validate")
+	}
 	api := client.AdmissionregistrationV1()
 	stop = func(ctx context.Context) error {
 		_ = cmd.Process.Signal(syscall.SIGTERM)

@@ -6,12 +6,14 @@ import (
 	"time"
 
 	"github.com/go-logr/logr/testr"
+	policyreport "github.com/kyverno/kyverno/api/policyreport/v1alpha2"
 	. "github.com/onsi/gomega"
 	openreports "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -26,12 +28,25 @@ import (
 )
 
 // TestTheAuditorKeepsEachDaemonSetsReportCurrent runs the leader's auditor
-// against a real API server with the reports-api module's CRDs: it writes a
-// Report per DaemonSet, and the next round follows a change of the
-// DaemonSet.
+// against a real API server with the CRDs of each report format, from the
+// modules that publish them: it writes a report per DaemonSet in the format
+// it is given, and the next round follows a change of the DaemonSet.
 func TestTheAuditorKeepsEachDaemonSetsReportCurrent(t *testing.T) {
+	for _, tc := range []struct {
+		format   reports.Format
+		crds     func(testing.TB) string
+		resource schema.GroupVersionResource
+	}{
+		{reports.OpenReports, testenv.ReportsCRDs, openreports.SchemeGroupVersion.WithResource("reports")},
+		{reports.PolicyReport, testenv.PolicyReportCRDs, policyreport.SchemeGroupVersion.WithResource("policyreports")},
+	} {
+		t.Run(string(tc.format), func(t *testing.T) { testAuditorKeepsReportsCurrent(t, tc.format, tc.crds(t), tc.resource) })
+	}
+}
+
+func testAuditorKeepsReportsCurrent(t *testing.T, format reports.Format, crds string, resource schema.GroupVersionResource) {
 	g := NewWithT(t)
-	env := testenv.StartEnvironment(t, &envtest.Environment{CRDDirectoryPaths: []string{testenv.ReportsCRDs(t)}, ErrorIfCRDPathMissing: true})
+	env := testenv.StartEnvironment(t, &envtest.Environment{CRDDirectoryPaths: []string{crds}, ErrorIfCRDPathMissing: true})
 	ctx := context.Background()
 	client := kubernetes.NewForConfigOrDie(env.Config)
 	_, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "logging"}}, metav1.CreateOptions{})
@@ -44,7 +59,7 @@ func TestTheAuditorKeepsEachDaemonSetsReportCurrent(t *testing.T) {
 	catalog := rules.Builtin()
 	nodes := inventory.New(fixture.Node("ssd-1", []string{"disktype", "ssd"}), fixture.Node("ssd-2", []string{"disktype", "ssd"}))
 	reportsClient := dynamic.NewForConfigOrDie(env.Config)
-	auditor := &reports.Auditor{Interval: 200 * time.Millisecond, Client: client, Reports: reportsClient, Ready: func() bool { return true }, Log: testr.New(t),
+	auditor := &reports.Auditor{Interval: 200 * time.Millisecond, Client: client, Reports: reportsClient, Format: format, Ready: func() bool { return true }, Log: testr.New(t),
 		Evaluator: func() offline.Evaluator {
 			return offline.Evaluator{Rules: catalog, Policy: policy.Default(catalog), Nodes: nodes}
 		}}
@@ -59,10 +74,12 @@ func TestTheAuditorKeepsEachDaemonSetsReportCurrent(t *testing.T) {
 	})
 
 	targetsNodes := func() openreports.ReportResult {
-		u, err := reportsClient.Resource(openreports.SchemeGroupVersion.WithResource("reports")).Namespace("logging").Get(ctx, string(ds.UID), metav1.GetOptions{})
+		u, err := reportsClient.Resource(resource).Namespace("logging").Get(ctx, string(ds.UID), metav1.GetOptions{})
 		if err != nil {
 			return openreports.ReportResult{}
 		}
+		// The two formats share their results' fields, so either reads as
+		// a Report.
 		var report openreports.Report
 		g.Expect(runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &report)).To(Succeed())
 		for _, r := range report.Results {
