@@ -301,11 +301,14 @@ func requiredAffinity(spec *corev1.PodSpec) *corev1.NodeSelector {
 
 // placement is what the DaemonSet controller reads of a pod template to
 // decide where its pods run. The parts that cost time to build (the parsed
-// affinity, the controller's tolerations) are built by parse, once the
-// question is known to be affordable.
+// affinity, the exclusion reasons) are built by parse, once the question is
+// known to be affordable, and the controller's tolerations when a tainted
+// node first needs them.
 type placement struct {
-	spec        *corev1.PodSpec
-	affinity    nodeaffinity.RequiredNodeAffinity
+	spec     *corev1.PodSpec
+	parsed   bool
+	affinity nodeaffinity.RequiredNodeAffinity
+	// tolerations are the controller's, made when a tainted node is met.
 	tolerations []corev1.Toleration
 	// selector holds the nodeSelector's entries with the reason each gives,
 	// and requirements those of a single required term: the parts that
@@ -359,12 +362,12 @@ type requirement struct {
 }
 
 func (p *placement) parse() {
-	if p.tolerations != nil {
+	if p.parsed {
 		return
 	}
+	p.parsed = true
 	// As daemon.NodeShouldRunDaemonPod builds it, from the template alone.
 	p.affinity = nodeaffinity.NewRequiredNodeAffinity(p.spec.NodeSelector, p.spec.Affinity)
-	p.tolerations = daemonpod.Tolerations(p.spec)
 	for _, k := range slices.Sorted(maps.Keys(p.spec.NodeSelector)) {
 		v := p.spec.NodeSelector[k]
 		p.selector = append(p.selector, selectorEntry{key: k, value: v, reason: fmt.Sprintf("lack label %s=%s", k, quoteEmpty(v))})
@@ -407,6 +410,14 @@ func (p *placement) exclusion(node *corev1.Node) string {
 	}
 	// Comparison operators on tolerations are an alpha feature, off by
 	// default, as in the controller.
+	if len(node.Spec.Taints) == 0 {
+		return ""
+	}
+	if p.tolerations == nil {
+		// Built for the first tainted node only: a question that only
+		// groups nodes, or meets no taint, never pays for it.
+		p.tolerations = daemonpod.Tolerations(p.spec)
+	}
 	if taint, untolerated := v1helper.FindMatchingUntoleratedTaint(klog.Background(), node.Spec.Taints, p.tolerations, noScheduleOrExecute, false); untolerated {
 		return "have untolerated taint " + taint.ToString()
 	}

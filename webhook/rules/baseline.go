@@ -1,10 +1,10 @@
 package rules
 
 import (
-	"k8s.io/apimachinery/pkg/api/equality"
 	"sync"
 
 	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 
 	"github.com/daemonset-guard/daemonset-guard/webhook/inventory"
 )
@@ -17,7 +17,7 @@ import (
 func (in *Input) baselineObject() *appsv1.DaemonSet {
 	if in.baseline == nil {
 		in.baseline = sync.OnceValue(func() *appsv1.DaemonSet {
-			probe := Input{Operation: Create, Object: in.catalog.withOwnMutableFields(in.OldObject), Policy: in.Policy}
+			probe := Input{Operation: Create, Object: probeOf(in.OldObject), Policy: in.Policy}
 			// A mutation rule that fails leaves the baseline without its
 			// change; the validator reports that failure on its own.
 			_, _ = in.catalog.Mutate(&probe)

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -14,32 +15,42 @@ import (
 // MutableFields returns a DaemonSet that holds only the fields Mutate may
 // change, sharing them with ds. A JSON patch between the projections taken
 // before and after Mutate is the patch between the whole objects, at a
-// fraction of the cost of marshalling and diffing 4 KB twice. Marshal the
-// first projection before mutating: Mutate changes the shared fields in place.
+// fraction of the cost of marshalling and diffing 4 KB twice. Mutate replaces
+// the fields rather than writing into them, so the first projection keeps
+// the values from before.
 func (c *Catalog) MutableFields(ds *appsv1.DaemonSet) *appsv1.DaemonSet {
 	projection := &appsv1.DaemonSet{}
-	projection.Annotations = ds.Annotations // Mutate records itself there
-	for _, r := range c.rules {
-		if r.Kind == policy.Mutating {
-			r.Fields(ds, projection)
-		}
-	}
+	c.shareMutableFields(ds, projection)
 	return projection
 }
 
-// withOwnMutableFields returns a copy of ds that Mutate can change without
-// changing ds: only the mutable fields are copied deeply, the rest (most of a
-// DaemonSet) is shared.
-func (c *Catalog) withOwnMutableFields(ds *appsv1.DaemonSet) *appsv1.DaemonSet {
-	shallow := *ds
-	own := c.MutableFields(ds).DeepCopy()
-	shallow.Annotations = own.Annotations
+// shareMutableFields copies, sharing them, the fields Mutate may change: the
+// mutation rules' and the annotations, where it records itself.
+func (c *Catalog) shareMutableFields(from, to *appsv1.DaemonSet) {
+	to.Annotations = from.Annotations
 	for _, r := range c.rules {
 		if r.Kind == policy.Mutating {
-			r.Fields(own, &shallow)
+			r.Fields(from, to)
 		}
 	}
-	return &shallow
+}
+
+// ruleScratch is where Mutate lets a rule work: an object that shares all
+// of the one mutated but the fields any mutation rule may change, which it
+// holds deep copies of, so that a rule that fails half-way (even in another
+// rule's fields) leaves no trace. Its three DaemonSets (1.2 KB each) are
+// reused from rule to rule: what a rule changes lives in slices, maps and
+// pointers made for it, so handing them to the mutated object leaves nothing
+// shared with the scratch.
+type ruleScratch struct{ object, fields, copied appsv1.DaemonSet }
+
+func (c *Catalog) trialOf(s *ruleScratch, ds *appsv1.DaemonSet) *appsv1.DaemonSet {
+	s.fields = appsv1.DaemonSet{}
+	c.shareMutableFields(ds, &s.fields)
+	s.fields.DeepCopyInto(&s.copied)
+	s.object = *ds
+	c.shareMutableFields(&s.copied, &s.object)
+	return &s.object
 }
 
 // Mutate applies every enabled mutation rule to in.Object and returns the
@@ -49,22 +60,30 @@ func (c *Catalog) withOwnMutableFields(ds *appsv1.DaemonSet) *appsv1.DaemonSet {
 // idempotent: a second call on its own result changes nothing. The rules that
 // changed the object are added to its MutatedAnnotation, so that a user can
 // see why a field has a value they did not write.
+//
+// Mutate assigns the object's fields and never writes into a slice, map or
+// pointer it did not make, so asking it what it would change on a shallow
+// copy (probeOf) leaves the original as it was.
 func (c *Catalog) Mutate(in *Input) ([]string, []RuleError) {
 	in.catalog = c
 	var changed []string
 	var errs []RuleError
+	var scratch *ruleScratch
 	for _, r := range c.rules {
 		if r.Kind != policy.Mutating || in.Policy.Action(r.Name) != policy.Apply || !applies(in, r.Name) {
 			continue
 		}
-		scratch := *in
-		scratch.Object = c.withOwnMutableFields(in.Object)
-		did, err := isolate(r.Name, func() (bool, error) { return r.Apply(&scratch), nil })
+		if scratch == nil {
+			scratch = &ruleScratch{}
+		}
+		trial := *in
+		trial.Object = c.trialOf(scratch, in.Object)
+		did, err := isolate(r.Name, func() (bool, error) { return r.Apply(&trial), nil })
 		switch {
 		case err != nil:
 			errs = append(errs, *err)
 		case did:
-			r.Fields(scratch.Object, in.Object)
+			r.Fields(trial.Object, in.Object)
 			changed = append(changed, r.Name)
 		}
 	}
@@ -73,11 +92,19 @@ func (c *Catalog) Mutate(in *Input) ([]string, []RuleError) {
 	}
 	recorded := append(mutatedRules(in.Object), changed...)
 	slices.Sort(recorded)
-	if in.Object.Annotations == nil {
-		in.Object.Annotations = map[string]string{}
+	annotations := maps.Clone(in.Object.Annotations)
+	if annotations == nil {
+		annotations = map[string]string{}
 	}
-	in.Object.Annotations[MutatedAnnotation] = strings.Join(slices.Compact(recorded), ",")
+	annotations[MutatedAnnotation] = strings.Join(slices.Compact(recorded), ",")
+	in.Object.Annotations = annotations
 	return changed, errs
+}
+
+// probeOf returns a shallow copy of ds, for Mutate to change in its place.
+func probeOf(ds *appsv1.DaemonSet) *appsv1.DaemonSet {
+	probe := *ds
+	return &probe
 }
 
 // MutationFindings answers, as their onError says, for the mutation rules
@@ -112,7 +139,7 @@ func pendingMutations(in *Input) ([]Finding, []RuleError) {
 		return nil, nil
 	}
 	probe := *in
-	probe.Object = in.catalog.withOwnMutableFields(in.Object)
+	probe.Object = probeOf(in.Object)
 	changed, errs := in.catalog.Mutate(&probe)
 	out := MutationFindings(in, errs)
 	for _, name := range changed {

@@ -199,6 +199,17 @@ func TestMutate(t *testing.T) {
 			if tt.old != nil {
 				in.Operation = Update
 			}
+			// Asked on a shallow copy, as the validator and the baseline
+			// ask, Mutate changes the copy alone.
+			original := tt.ds.DeepCopy()
+			probe := &Input{Operation: in.Operation, Object: probeOf(tt.ds), OldObject: tt.old, Policy: p}
+			Builtin().Mutate(probe)
+			if !equality.Semantic.DeepEqual(tt.ds, original) {
+				t.Fatalf("mutating a shallow copy changed the original:\n got  %+v\n want %+v", tt.ds, original)
+			}
+			if !equality.Semantic.DeepEqual(probe.Object, want) {
+				t.Errorf("the shallow copy's mutation differs from the expected one:\n got  %+v\n want %+v", probe.Object.Spec, want.Spec)
+			}
 			changed, errs := Builtin().Mutate(in)
 			if errs != nil {
 				t.Fatalf("rule errors: %v", errs)
