@@ -21,11 +21,11 @@ import (
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/client/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
-	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/daemonset-guard/daemonset-guard/certs"
+	"github.com/daemonset-guard/daemonset-guard/internal/metricsauth"
 	"github.com/daemonset-guard/daemonset-guard/webhook"
 	"github.com/daemonset-guard/daemonset-guard/webhook/registration"
 )
@@ -187,14 +187,16 @@ func servingTLS(watcher *certwatcher.CertWatcher, enableHTTP2 bool, clientCAs *d
 // metricsOptions serves /metrics over HTTPS with the serving certificate,
 // to callers whose bearer token the API server authenticates (TokenReview)
 // and authorizes for get on /metrics (SubjectAccessReview), as kubebuilder's
-// scaffolds do; with --metrics-secure=false, over plain HTTP to anyone.
+// scaffolds do (through metricsauth, which decides as controller-runtime's
+// filter without linking k8s.io/apiserver); with --metrics-secure=false, over
+// plain HTTP to anyone.
 func metricsOptions(cfg config, watcher *certwatcher.CertWatcher) metricsserver.Options {
 	opts := metricsserver.Options{BindAddress: cfg.metricsBindAddress}
 	if !cfg.metricsSecure {
 		return opts
 	}
 	opts.SecureServing = true
-	opts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	opts.FilterProvider = metricsauth.WithAuthenticationAndAuthorization
 	opts.TLSOpts = []func(*tls.Config){func(c *tls.Config) {
 		c.MinVersion = tls.VersionTLS12
 		c.GetCertificate = watcher.GetCertificate
