@@ -245,7 +245,6 @@ type config struct {
 	leaderElectionNS       string
 	auditInterval          time.Duration
 	reportFormat           reports.Format
-	gcPercent              int
 	zap                    zap.Options
 }
 
@@ -306,7 +305,6 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease; empty is the pod's own namespace, which a webhook run outside the cluster does not have.")
 	fs.DurationVar(&cfg.auditInterval, "audit-interval", 0, "Write every DaemonSet's report from the leader on this interval (as audit --write-reports does; the CRDs of --report-format must be installed); 0 writes none.")
 	reportFormatFlag(fs, &cfg.reportFormat)
-	fs.IntVar(&cfg.gcPercent, "gc-percent", 200, "The garbage collector's target heap growth, as GOGC (which, when set, overrides it). Every collection marks the whole node view, so collecting half as often serves about 20% more requests a second on a core, with the heap growing to 3x the live one between collections instead of 2x; the manifests bound it by setting GOMEMLIMIT to the container's memory limit.")
 	cfg.zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
@@ -316,9 +314,6 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if err := loopbackOnly(cfg.pprofBindAddress); err != nil {
 		return config{}, fmt.Errorf("--pprof-bind-address: %w", err)
-	}
-	if cfg.gcPercent <= 0 {
-		return config{}, fmt.Errorf("--gc-percent must be positive, not %d", cfg.gcPercent)
 	}
 	if len(cfg.clientCAAllowedNames) > 0 && cfg.clientCAFile == "" {
 		return config{}, errors.New("--client-ca-allowed-names needs --client-ca-file: without a client CA no client certificate is asked for")

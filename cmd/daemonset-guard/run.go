@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"time"
 
@@ -33,9 +32,6 @@ import (
 
 // run serves the webhooks until ctx is done.
 func run(ctx context.Context, cfg config) error {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(cfg.gcPercent)
-	}
 	restConfig, err := restConfig(cfg.kubeconfig)
 	if err != nil {
 		return err
