@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -31,6 +32,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	resourcehelper "k8s.io/kubernetes/pkg/api/v1/resource"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	sigsyaml "sigs.k8s.io/yaml"
@@ -417,6 +419,7 @@ func runLikeTheDeployment(t *testing.T, deployment *appsv1.Deployment, policyFil
 	args = append(args, "--kubeconfig="+kubeconfig, "--leader-election-namespace="+namespace)
 	var logs bytes.Buffer
 	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), containerEnv(t, &deployment.Spec.Template.Spec.Containers[0])...)
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -436,6 +439,33 @@ func runLikeTheDeployment(t *testing.T, deployment *appsv1.Deployment, policyFil
 		}
 	})
 	return stop
+}
+
+// containerEnv resolves the container's environment as the kubelet does
+// (resource fields through its own helper), and holds the Deployment to
+// giving Go its memory limit: the process then starts with it, which a value
+// Go cannot parse would stop at once.
+func containerEnv(t *testing.T, container *corev1.Container) []string {
+	t.Helper()
+	var env []string
+	for _, e := range container.Env {
+		value := e.Value
+		if e.ValueFrom != nil {
+			if e.ValueFrom.ResourceFieldRef == nil {
+				t.Fatalf("env %s: only values and resource fields can be resolved on this host", e.Name)
+			}
+			var err error
+			if value, err = resourcehelper.ExtractContainerResourceValue(e.ValueFrom.ResourceFieldRef, container); err != nil {
+				t.Fatalf("env %s: %v", e.Name, err)
+			}
+		}
+		env = append(env, e.Name+"="+value)
+	}
+	limit := container.Resources.Limits.Memory()
+	if want := fmt.Sprintf("GOMEMLIMIT=%d", limit.Value()); limit.IsZero() || !slices.Contains(env, want) {
+		t.Fatalf("the container's environment %v lacks %s: without a soft limit at the memory limit, Go's heap growth at tens of thousands of Nodes ends in an OOM kill", env, want)
+	}
+	return env
 }
 
 // tokenOf returns a token of the named ServiceAccount of the webhook's

@@ -156,7 +156,7 @@ func (g *guard) authenticate(ctx context.Context, token string) (*authentication
 		user = &review.Status.User
 		// As the API server's authenticated group adder does.
 		if !slices.Contains(user.Groups, "system:authenticated") {
-			user.Groups = append(slices.Clip(user.Groups), "system:authenticated")
+			user.Groups = append(user.Groups, "system:authenticated")
 		}
 	}
 	g.users.Add(key, user, tokenTTL)
