@@ -59,6 +59,10 @@ func (w *Watcher) Start(ctx context.Context) error {
 	if err := fsw.Add(filepath.Dir(w.Path)); err != nil {
 		return fmt.Errorf("watching policy file: %w", err)
 	}
+	w.Log.V(1).Info("watching the policy file", "path", w.Path)
+	// The file was loaded when the process started, before this watch: an
+	// edit in between made no event that the watch could see.
+	w.reload()
 	timer := time.NewTimer(debounce)
 	timer.Stop()
 	for {
@@ -67,7 +71,8 @@ func (w *Watcher) Start(ctx context.Context) error {
 			return nil
 		case err := <-fsw.Errors:
 			w.Log.Error(err, "policy file watch error")
-		case <-fsw.Events:
+		case event := <-fsw.Events:
+			w.Log.V(1).Info("policy directory changed", "event", event.String())
 			timer.Reset(debounce)
 		case <-timer.C:
 			w.reload()

@@ -63,3 +63,26 @@ func TestWatcherReloadsValidChangesAndKeepsTheLastGoodPolicy(t *testing.T) {
 	write(header + "rules:\n  targets-nodes: {action: off}\n")
 	g.Eventually(func() policy.Action { return store.Get().Action(rules.TargetsNodes) }, 10*time.Second).Should(Equal(policy.Off), "a valid change after an invalid one should apply")
 }
+
+func TestWatcherAppliesAChangeMadeBeforeItsWatchBegan(t *testing.T) {
+	g := NewWithT(t)
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	const header = "apiVersion: daemonset-guard.io/v1alpha1\nkind: Policy\n"
+	g.Expect(os.WriteFile(path, []byte(header), 0o600)).To(Succeed())
+	loaded, err := policy.Load(path, rules.Builtin())
+	g.Expect(err).NotTo(HaveOccurred())
+	// The manager starts the watcher a while after the process loaded the
+	// file; a ConfigMap update in between makes no event for the watch.
+	g.Expect(os.WriteFile(path, []byte(header+"rules:\n  targets-nodes: {action: deny}\n"), 0o600)).To(Succeed())
+
+	store := policy.NewStore(loaded)
+	reloaded := make(chan error, 1)
+	w := &policy.Watcher{Path: path, Store: store, Catalog: rules.Builtin(), Log: logr.Discard(), Reloaded: func(err error) { reloaded <- err }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- w.Start(ctx) }()
+	t.Cleanup(func() { cancel(); g.Expect(<-done).To(Succeed()) })
+
+	g.Eventually(reloaded, 10*time.Second).Should(Receive(BeNil()), "the watcher should load the file once its watch is set")
+	g.Expect(store.Get().Action(rules.TargetsNodes)).To(Equal(policy.Deny))
+}
