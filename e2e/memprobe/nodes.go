@@ -152,7 +152,9 @@ func realNode(n *corev1.Node, i int, images []corev1.ContainerImage, now metav1.
 		"volumes.kubernetes.io/controller-managed-attach-detach": "true",
 		"csi.volume.kubernetes.io/nodeid":                        fmt.Sprintf(`{"ebs.csi.aws.com":%q}`, instanceID),
 	}
-	podCIDR := fmt.Sprintf("100.%d.%d.0/24", 64+i/256, i%256)
+	// A /26 per node in 100.64.0.0/10 leaves room for 65,536 nodes; /24s
+	// would run out at 16,384.
+	podCIDR := fmt.Sprintf("100.%d.%d.%d/26", 64+(i>>10), (i>>2)&255, (i&3)*64)
 	n.Spec.PodCIDR, n.Spec.PodCIDRs = podCIDR, []string{podCIDR}
 	n.Spec.ProviderID = fmt.Sprintf("aws:///%s/%s", zone, instanceID)
 
