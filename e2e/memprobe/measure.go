@@ -37,6 +37,9 @@ const (
 	inventoryMetric = "daemonset_guard_inventory_nodes"
 	heapMetric      = "go_memstats_heap_inuse_bytes"
 	lastGCMetric    = "go_memstats_last_gc_time_seconds"
+	// eligibleMetric has a series per DaemonSet that the leader's
+	// node-change view holds and has evaluated.
+	eligibleMetric = "daemonset_guard_daemonset_eligible_nodes"
 )
 
 // targetRSS is the most the webhook should take at 5,000 Nodes (issue 16's
@@ -90,7 +93,7 @@ func measure(ctx context.Context, cfg *rest.Config, opts measureOptions, out io.
 	if err != nil {
 		return err
 	}
-	webhookMemory, err := measureWebhook(ctx, opts, total)
+	webhookMemory, err := measureWebhook(ctx, opts, total, daemonSets)
 	if err != nil {
 		return err
 	}
@@ -172,11 +175,14 @@ func count(ctx context.Context, what string, list func(context.Context, metav1.L
 	return n, nil
 }
 
-// measureWebhook waits until the webhook's inventory holds every Node and the
-// Go runtime has collected garbage since, then reads the webhook's heap in
-// use and RSS. The webhook cannot be told to collect, but Go collects at
-// least every two minutes.
-func measureWebhook(ctx context.Context, opts measureOptions, nodes int) (memory, error) {
+// measureWebhook waits until the webhook's inventory holds every Node, its
+// leader's node-change view every DaemonSet, and the Go runtime has collected
+// garbage since, then reads the webhook's heap in use and RSS. Reading before
+// the leader has its DaemonSets would leave their view out, or catch the
+// garbage of their initial list. The webhook cannot be told to collect, but
+// Go collects at least every two minutes, and the webhook collects once each
+// view has synced (informed.ReleaseAfterSync).
+func measureWebhook(ctx context.Context, opts measureOptions, nodes, daemonSets int) (memory, error) {
 	raw, err := os.ReadFile(opts.pidFile)
 	if err != nil {
 		return memory{}, fmt.Errorf("reading the webhook's pid: %w", err)
@@ -195,7 +201,7 @@ func measureWebhook(ctx context.Context, opts measureOptions, nodes int) (memory
 			return false, err
 		}
 		if synced.IsZero() {
-			if int(metrics[inventoryMetric]) >= nodes {
+			if int(metrics[inventoryMetric]) >= nodes && int(metrics[eligibleMetric]) >= daemonSets {
 				synced = time.Now()
 			}
 			return false, nil
@@ -213,14 +219,15 @@ func measureWebhook(ctx context.Context, opts measureOptions, nodes int) (memory
 	})
 	if err != nil {
 		if synced.IsZero() {
-			return memory{}, fmt.Errorf("waiting for the webhook's inventory to hold %d Nodes: %w", nodes, err)
+			return memory{}, fmt.Errorf("waiting for the webhook's inventory to hold %d Nodes and its leader %d DaemonSets: %w", nodes, daemonSets, err)
 		}
 		return memory{}, fmt.Errorf("waiting for the webhook to collect garbage: %w", err)
 	}
 	return m, nil
 }
 
-// scrapeWebhook reads the webhook's gauges that memprobe uses.
+// scrapeWebhook reads the webhook's gauges that memprobe uses and, for
+// eligibleMetric, the number of its series (none until the webhook leads).
 func scrapeWebhook(ctx context.Context, url string) (map[string]float64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -234,11 +241,11 @@ func scrapeWebhook(ctx context.Context, url string) (map[string]float64, error) 
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("reading the webhook's metrics: %s", resp.Status)
 	}
-	families, err := bench.ParseMetrics(resp.Body, inventoryMetric, heapMetric, lastGCMetric)
+	families, err := bench.ParseMetrics(resp.Body, inventoryMetric, heapMetric, lastGCMetric, eligibleMetric)
 	if err != nil {
 		return nil, err
 	}
-	gauges := map[string]float64{}
+	gauges := map[string]float64{eligibleMetric: float64(len(families[eligibleMetric].GetMetric()))}
 	for _, name := range []string{inventoryMetric, heapMetric, lastGCMetric} {
 		f, ok := families[name]
 		if !ok || len(f.GetMetric()) != 1 {
