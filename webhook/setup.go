@@ -60,7 +60,7 @@ type Options struct {
 func CacheOptions() cache.Options {
 	return cache.Options{
 		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Node{}:                {Transform: inventory.StripNode},
+			&corev1.Node{}:                {Transform: inventory.NewNodeStripper().Strip},
 			&schedulingv1.PriorityClass{}: {Transform: priorityclass.Strip},
 			&appsv1.DaemonSet{}:           {Transform: nodechange.StripDaemonSet},
 			&corev1.Namespace{}:           {Transform: namespaces.Strip},

@@ -120,7 +120,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return measureView(*count, out)
 	case cacheCommand:
 		kind := fs.String("kind", nodesKind, "what to cache: nodes or daemonsets")
-		strip := fs.Bool("strip", false, "strip the objects with the webhook's transforms (inventory.StripNode, nodechange.StripDaemonSet)")
+		strip := fs.Bool("strip", false, "strip the objects with the webhook's transforms (inventory.NodeStripper, nodechange.StripDaemonSet)")
 		want := fs.Int("objects", 0, "objects the cache must hold before it is measured")
 		cfg, err := parse()
 		if err != nil {

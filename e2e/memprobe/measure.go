@@ -105,7 +105,7 @@ func measure(ctx context.Context, cfg *rest.Config, opts measureOptions, out io.
 	}
 	processes := []*process{
 		{name: "controller-runtime cache, whole Nodes", kind: nodesKind, want: total},
-		{name: "controller-runtime cache, inventory.StripNode", kind: nodesKind, strip: true, want: total},
+		{name: "controller-runtime cache, inventory.NodeStripper", kind: nodesKind, strip: true, want: total},
 	}
 	if daemonSets > 0 {
 		processes = append(processes,
@@ -147,8 +147,8 @@ func measure(ctx context.Context, cfg *rest.Config, opts measureOptions, out io.
 	rows := []bench.Row{
 		row("RSS", at, fmt.Sprintf("webhook vs whole-Node informer (goal ≤ %s)", mib(targetRSS)), webhookMemory.RSS, whole.RSS),
 		row("Heap in use", at, "webhook vs whole-Node informer", webhookMemory.HeapInuse, whole.HeapInuse),
-		row("RSS", at, "StripNode informer vs whole-Node informer", stripped.RSS, whole.RSS),
-		row("Heap in use", at, "StripNode informer vs whole-Node informer", stripped.HeapInuse, whole.HeapInuse),
+		row("RSS", at, "NodeStripper informer vs whole-Node informer", stripped.RSS, whole.RSS),
+		row("Heap in use", at, "NodeStripper informer vs whole-Node informer", stripped.HeapInuse, whole.HeapInuse),
 	}
 	if daemonSets > 0 {
 		at := thousands(daemonSets) + " DaemonSets"

@@ -76,8 +76,9 @@ func measureView(count int, out io.Writer) error {
 	images, now := pulledImages(), metav1.Now()
 	store := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
 	stripped := make([]*corev1.Node, 0, count)
+	stripper := inventory.NewNodeStripper()
 	for i, n := range fixture.Cluster(count, nodeClasses) {
-		obj, err := inventory.StripNode(realNode(n, i, images, now))
+		obj, err := stripper.Strip(realNode(n, i, images, now))
 		if err != nil {
 			return err
 		}

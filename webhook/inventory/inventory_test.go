@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
@@ -125,7 +128,7 @@ func TestLostNamesTheNodesThatWouldLoseTheirPod(t *testing.T) {
 	}
 }
 
-func TestStripNodeKeepsOnlyWhatPlacementNeeds(t *testing.T) {
+func TestNodeStripperKeepsOnlyWhatPlacementNeeds(t *testing.T) {
 	full := fixture.Node("n1", []string{"disktype", "ssd"}, fixture.ControlPlaneTaint)
 	full.UID = "uid-1"
 	full.ResourceVersion = "42"
@@ -133,8 +136,9 @@ func TestStripNodeKeepsOnlyWhatPlacementNeeds(t *testing.T) {
 	full.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubelet"}}
 	full.Spec.PodCIDR = "10.0.0.0/24"
 	full.Status = corev1.NodeStatus{Images: []corev1.ContainerImage{{Names: []string{"big"}}}, Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady}}}
+	stripper := NewNodeStripper()
 
-	got, err := StripNode(full)
+	got, err := stripper.Strip(full)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,8 +149,56 @@ func TestStripNodeKeepsOnlyWhatPlacementNeeds(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("stripped node:\n got  %+v\n want %+v", got, want)
 	}
-	if other, _ := StripNode("not a node"); other != "not a node" {
-		t.Errorf("StripNode changed an object that is not a Node: %v", other)
+	unlabelled, _ := stripper.Strip(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "bare"}})
+	if labels := unlabelled.(*corev1.Node).Labels; labels != nil {
+		t.Errorf("a node without labels came out with %#v", labels)
+	}
+	if other, _ := stripper.Strip("not a node"); other != "not a node" {
+		t.Errorf("Strip changed an object that is not a Node: %v", other)
+	}
+}
+
+func TestNodeStripperStoresEachLabelKeyOnceUpToItsBound(t *testing.T) {
+	// Decoding gives every node its own copy of every key.
+	decoded := func(name string, keys ...string) *corev1.Node {
+		labels := map[string]string{}
+		for _, k := range keys {
+			labels[strings.Clone(k)] = name
+		}
+		return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
+	}
+	keyData := func(obj any, key string) *byte {
+		for k := range obj.(*corev1.Node).Labels {
+			if k == key {
+				return unsafe.StringData(k)
+			}
+		}
+		t.Fatalf("stripped node has no label %s", key)
+		return nil
+	}
+	const zone = "topology.kubernetes.io/zone"
+	stripper := NewNodeStripper()
+	a, _ := stripper.Strip(decoded("a", zone, "kubernetes.io/hostname"))
+	b, _ := stripper.Strip(decoded("b", zone, "kubernetes.io/hostname"))
+	if keyData(a, zone) != keyData(b, zone) {
+		t.Error("two nodes keep two copies of the same label key")
+	}
+	if got := b.(*corev1.Node).Labels; !reflect.DeepEqual(got, map[string]string{zone: "b", "kubernetes.io/hostname": "b"}) {
+		t.Errorf("labels = %v", got)
+	}
+
+	for i := len(stripper.keys); i < maxSharedKeys; i++ {
+		_, _ = stripper.Strip(decoded("filler", "example.com/key-"+strconv.Itoa(i)))
+	}
+	c, _ := stripper.Strip(decoded("c", zone, "example.com/one-too-many"))
+	if len(stripper.keys) != maxSharedKeys {
+		t.Errorf("the stripper shares %d keys, want at most %d", len(stripper.keys), maxSharedKeys)
+	}
+	if keyData(c, zone) != keyData(a, zone) {
+		t.Error("a key shared before the bound stops being shared after it")
+	}
+	if got := c.(*corev1.Node).Labels["example.com/one-too-many"]; got != "c" {
+		t.Errorf("a key past the bound lost its value: %q", got)
 	}
 }
 
