@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"text/tabwriter"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 
@@ -75,8 +74,7 @@ func measureViews(ctx context.Context, counts []int, rows string, out io.Writer)
 func measureView(count int, out io.Writer) error {
 	images, now := pulledImages(), metav1.Now()
 	store := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
-	stripped := make([]*corev1.Node, 0, count)
-	stripper := inventory.NewNodeStripper()
+	stripper, inv := inventory.NewNodeStripper(), inventory.New()
 	for i, n := range fixture.Cluster(count, nodeClasses) {
 		obj, err := stripper.Strip(realNode(n, i, images, now))
 		if err != nil {
@@ -85,10 +83,8 @@ func measureView(count int, out io.Writer) error {
 		if err := store.Add(obj); err != nil {
 			return err
 		}
-		stripped = append(stripped, obj.(*corev1.Node))
+		inv.OnAdd(obj, true)
 	}
-	inv := inventory.New(stripped...)
-	stripped = nil
 	debug.FreeOSMemory()
 	var stats runtime.MemStats
 	runtime.ReadMemStats(&stats)

@@ -224,8 +224,10 @@ func (inv *Inventory) eachGroup(ps []*placement, visit func(node *corev1.Node, s
 		if err := prepare(len(inv.nodes)); err != nil {
 			return 0, err
 		}
+		// visit keeps no node: one serves for all.
+		var scratch corev1.Node
 		for name, n := range inv.nodes {
-			visit(n, 1, func() []string { return []string{name} })
+			visit(n.asCore(&scratch), 1, func() []string { return []string{name} })
 		}
 		return len(inv.nodes), nil
 	}
@@ -247,8 +249,9 @@ func (inv *Inventory) eachGroup(ps []*placement, visit func(node *corev1.Node, s
 		if err := prepare(len(g.classes) + len(named)); err != nil {
 			return err
 		}
+		var scratch corev1.Node
 		for name := range named {
-			visit(inv.nodes[name], 1, func() []string { return []string{name} })
+			visit(inv.nodes[name].asCore(&scratch), 1, func() []string { return []string{name} })
 		}
 		for _, c := range g.classes {
 			size := len(c.members) - namedIn[c]

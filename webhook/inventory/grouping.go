@@ -32,7 +32,7 @@ func newGrouping(keys []string) *grouping {
 	return &grouping{keys: keys, classes: map[string]*class{}}
 }
 
-func (g *grouping) add(n *corev1.Node) {
+func (g *grouping) add(n *Node) {
 	key := g.classKey(n)
 	c := g.classes[key]
 	if c == nil {
@@ -43,7 +43,7 @@ func (g *grouping) add(n *corev1.Node) {
 }
 
 // remove takes the node out of its class; n must be the version that was added.
-func (g *grouping) remove(n *corev1.Node) {
+func (g *grouping) remove(n *Node) {
 	key := g.classKey(n)
 	if c := g.classes[key]; c != nil {
 		delete(c.members, n.Name)
@@ -53,7 +53,7 @@ func (g *grouping) remove(n *corev1.Node) {
 	}
 }
 
-func (g *grouping) representative(n *corev1.Node) *corev1.Node {
+func (g *grouping) representative(n *Node) *corev1.Node {
 	labels := make(map[string]string, len(g.keys))
 	for _, k := range g.keys {
 		if v, ok := n.Labels[k]; ok {
@@ -62,14 +62,14 @@ func (g *grouping) representative(n *corev1.Node) *corev1.Node {
 	}
 	return &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Labels: labels},
-		Spec:       corev1.NodeSpec{Taints: n.Spec.Taints},
+		Spec:       corev1.NodeSpec{Taints: n.Taints},
 	}
 }
 
 // classKey encodes the node's values of the grouping's keys, telling a label
 // that is absent from one with an empty value, and its taints. Each part is
 // length-prefixed, so no value, however written, can run into the next.
-func (g *grouping) classKey(n *corev1.Node) string {
+func (g *grouping) classKey(n *Node) string {
 	var b strings.Builder
 	for _, k := range g.keys {
 		if v, ok := n.Labels[k]; ok {
@@ -78,7 +78,7 @@ func (g *grouping) classKey(n *corev1.Node) string {
 			b.WriteByte('-')
 		}
 	}
-	taints := slices.Clone(n.Spec.Taints)
+	taints := slices.Clone(n.Taints)
 	slices.SortFunc(taints, func(a, b corev1.Taint) int {
 		return cmp.Or(cmp.Compare(a.Key, b.Key), cmp.Compare(a.Effect, b.Effect), cmp.Compare(a.Value, b.Value))
 	})

@@ -35,7 +35,7 @@ const maxGroupings = 32
 type Inventory struct {
 	informed.Sync
 	mu        sync.RWMutex
-	nodes     map[string]*corev1.Node
+	nodes     map[string]*Node
 	groupings map[string]*grouping
 	// clock orders the groupings' uses, for eviction.
 	clock atomic.Uint64
@@ -45,17 +45,19 @@ type Inventory struct {
 // Attach it to an informer to have it follow the cluster instead.
 func New(nodes ...*corev1.Node) *Inventory {
 	inv := &Inventory{
-		nodes:     map[string]*corev1.Node{},
+		nodes:     map[string]*Node{},
 		groupings: map[string]*grouping{},
 	}
 	for _, n := range nodes {
-		inv.upsert(n)
+		inv.upsert(NodeOf(n))
 	}
 	return inv
 }
 
 // Attach makes the Node informer keep the inventory current. Until the
-// informer has delivered its initial list, Synced reports false.
+// informer has delivered its initial list, Synced reports false. An informer
+// whose transform is a NodeStripper's stores no more of a Node than the
+// inventory keeps.
 func (inv *Inventory) Attach(informer informed.Informer) error { return inv.Track(informer, inv) }
 
 // Size returns the number of nodes and of node classes summed over the
@@ -69,9 +71,9 @@ func (inv *Inventory) Size() (nodes, classes int) {
 	return len(inv.nodes), classes
 }
 
-// OnAdd implements cache.ResourceEventHandler.
+// OnAdd implements cache.ResourceEventHandler, for Nodes whole or stripped.
 func (inv *Inventory) OnAdd(obj any, _ bool) {
-	if n, ok := obj.(*corev1.Node); ok {
+	if n := NodeOf(obj); n != nil {
 		inv.upsert(n)
 	}
 }
@@ -81,8 +83,8 @@ func (inv *Inventory) OnUpdate(_, obj any) { inv.OnAdd(obj, false) }
 
 // OnDelete implements cache.ResourceEventHandler.
 func (inv *Inventory) OnDelete(obj any) {
-	n, ok := informed.Deleted(obj).(*corev1.Node)
-	if !ok {
+	n := NodeOf(informed.Deleted(obj))
+	if n == nil {
 		return
 	}
 	inv.mu.Lock()
@@ -95,7 +97,7 @@ func (inv *Inventory) OnDelete(obj any) {
 	}
 }
 
-func (inv *Inventory) upsert(n *corev1.Node) {
+func (inv *Inventory) upsert(n *Node) {
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
 	old := inv.nodes[n.Name]
@@ -112,10 +114,19 @@ func (inv *Inventory) upsert(n *corev1.Node) {
 	}
 }
 
+// PlacementChanged reports whether a node update, as an informer delivers
+// it, can change which pods the node runs: heartbeats and status updates do
+// not. Objects that are not Nodes count as changed.
+func PlacementChanged(old, obj any) bool {
+	o, n := NodeOf(old), NodeOf(obj)
+	return o == nil || n == nil || !samePlacementInputs(o, n)
+}
+
 // samePlacementInputs reports whether two versions of a node are alike to
-// every template: same labels, same taints.
-func samePlacementInputs(a, b *corev1.Node) bool {
-	return maps.Equal(a.Labels, b.Labels) && slices.EqualFunc(a.Spec.Taints, b.Spec.Taints, func(x, y corev1.Taint) bool {
+// every template: same labels, same taints. When a taint was added does not
+// matter to a DaemonSet.
+func samePlacementInputs(a, b *Node) bool {
+	return maps.Equal(a.Labels, b.Labels) && slices.EqualFunc(a.Taints, b.Taints, func(x, y corev1.Taint) bool {
 		return x.Key == y.Key && x.Value == y.Value && x.Effect == y.Effect
 	})
 }

@@ -6,12 +6,14 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
@@ -142,15 +144,23 @@ func TestNodeStripperKeepsOnlyWhatPlacementNeeds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: "n1", UID: "uid-1", ResourceVersion: "42", Labels: full.Labels},
-		Spec:       corev1.NodeSpec{Taints: full.Spec.Taints},
-	}
+	want := &Node{Name: "n1", ResourceVersion: "42", Labels: full.Labels, Taints: full.Spec.Taints}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("stripped node:\n got  %+v\n want %+v", got, want)
 	}
+	if key, err := cache.MetaNamespaceKeyFunc(got); err != nil || key != "n1" {
+		t.Errorf("the informer's store keys the stripped node %q (%v), want n1", key, err)
+	}
+	if m, err := meta.Accessor(got); err != nil || m.GetResourceVersion() != "42" {
+		t.Errorf("the informer reads resourceVersion %v (%v), want 42", m, err)
+	}
+	copied := got.(runtime.Object).DeepCopyObject().(*Node)
+	copied.Labels["disktype"], copied.Taints[0].Key = "hdd", "changed"
+	if !reflect.DeepEqual(got, want) || full.Labels["disktype"] != "ssd" || full.Spec.Taints[0].Key == "changed" {
+		t.Errorf("changing a deep copy changed the stripped node: %+v", got)
+	}
 	unlabelled, _ := stripper.Strip(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "bare"}})
-	if labels := unlabelled.(*corev1.Node).Labels; labels != nil {
+	if labels := unlabelled.(*Node).Labels; labels != nil {
 		t.Errorf("a node without labels came out with %#v", labels)
 	}
 	if other, _ := stripper.Strip("not a node"); other != "not a node" {
@@ -168,7 +178,7 @@ func TestNodeStripperStoresEachLabelKeyOnceUpToItsBound(t *testing.T) {
 		return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
 	}
 	keyData := func(obj any, key string) *byte {
-		for k := range obj.(*corev1.Node).Labels {
+		for k := range obj.(*Node).Labels {
 			if k == key {
 				return unsafe.StringData(k)
 			}
@@ -183,7 +193,7 @@ func TestNodeStripperStoresEachLabelKeyOnceUpToItsBound(t *testing.T) {
 	if keyData(a, zone) != keyData(b, zone) {
 		t.Error("two nodes keep two copies of the same label key")
 	}
-	if got := b.(*corev1.Node).Labels; !reflect.DeepEqual(got, map[string]string{zone: "b", "kubernetes.io/hostname": "b"}) {
+	if got := b.(*Node).Labels; !reflect.DeepEqual(got, map[string]string{zone: "b", "kubernetes.io/hostname": "b"}) {
 		t.Errorf("labels = %v", got)
 	}
 
@@ -197,7 +207,7 @@ func TestNodeStripperStoresEachLabelKeyOnceUpToItsBound(t *testing.T) {
 	if keyData(c, zone) != keyData(a, zone) {
 		t.Error("a key shared before the bound stops being shared after it")
 	}
-	if got := c.(*corev1.Node).Labels["example.com/one-too-many"]; got != "c" {
+	if got := c.(*Node).Labels["example.com/one-too-many"]; got != "c" {
 		t.Errorf("a key past the bound lost its value: %q", got)
 	}
 }
@@ -247,4 +257,130 @@ func TestGroupingsOfKeysThatRunTogetherStayApart(t *testing.T) {
 	inv := New(fixture.Node("n1", []string{"a", "1", "b", "1"}), fixture.Node("n2", []string{"a", "1", "b", "1"}))
 	assertEligible(t, inv, &corev1.PodSpec{NodeSelector: map[string]string{"a\nb": "1"}}, 0)
 	assertEligible(t, inv, &corev1.PodSpec{NodeSelector: map[string]string{"a": "1", "b": "1"}}, 2)
+}
+
+// TestInventoryFollowsAnInformerThatStoresStrippedNodes runs client-go's
+// informer with the stripper as its transform, as the webhook does, through
+// adds, a relabel, a heartbeat, a delete, and a relist that misses a delete
+// and reports it as a tombstone: the store holds only stripped nodes, keyed
+// by name, and the inventory follows every change.
+func TestInventoryFollowsAnInformerThatStoresStrippedNodes(t *testing.T) {
+	node := func(name, rv, disktype string) *corev1.Node {
+		n := fixture.Node(name, []string{"disktype", disktype})
+		n.ResourceVersion = rv
+		n.Status.Images = []corev1.ContainerImage{{Names: []string{"registry.example/agent:v1"}, SizeBytes: 1 << 20}}
+		return n
+	}
+	lists := make(chan *corev1.NodeList, 2)
+	lists <- &corev1.NodeList{ListMeta: metav1.ListMeta{ResourceVersion: "2"}, Items: []corev1.Node{*node("a", "1", "ssd"), *node("b", "2", "ssd")}}
+	watches := make(chan *watch.FakeWatcher, 2)
+	informer := cache.NewSharedIndexInformer(&cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, _ metav1.ListOptions) (runtime.Object, error) {
+			select {
+			case l := <-lists:
+				return l, nil
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		},
+		WatchFuncWithContext: func(_ context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+			if opts.SendInitialEvents != nil {
+				return nil, errors.New("streaming lists are not supported here")
+			}
+			w := watch.NewFake()
+			watches <- w
+			return w, nil
+		},
+	}, &corev1.Node{}, 0, cache.Indexers{})
+	if err := informer.SetTransform(NewNodeStripper().Strip); err != nil {
+		t.Fatal(err)
+	}
+	inv := New()
+	if err := inv.Attach(informer); err != nil {
+		t.Fatal(err)
+	}
+	var placementChanges atomic.Int32
+	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{UpdateFunc: func(old, obj any) {
+		if PlacementChanged(old, obj) {
+			placementChanges.Add(1)
+		}
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go informer.RunWithContext(ctx)
+
+	g := NewWithT(t)
+	ssd := &corev1.PodSpec{NodeSelector: map[string]string{"disktype": "ssd"}}
+	eligible := func() int {
+		cov, err := inv.Coverage(ssd)
+		g.Expect(err).NotTo(HaveOccurred())
+		return cov.Eligible
+	}
+	g.Eventually(inv.Synced, 10*time.Second, 10*time.Millisecond).Should(BeTrue())
+	g.Expect(eligible()).To(Equal(2))
+	for _, obj := range informer.GetStore().List() {
+		g.Expect(obj).To(BeAssignableToTypeOf(&Node{}), "the store holds stripped nodes only")
+	}
+	g.Expect(informer.GetStore().ListKeys()).To(ConsistOf("a", "b"))
+
+	var w *watch.FakeWatcher
+	g.Eventually(watches, 10*time.Second).Should(Receive(&w))
+	w.Modify(node("a", "3", "hdd"))
+	g.Eventually(eligible, 10*time.Second, 10*time.Millisecond).Should(Equal(1), "the relabel of a")
+	g.Expect(placementChanges.Load()).To(BeEquivalentTo(1))
+
+	w.Modify(node("b", "4", "ssd"))
+	g.Eventually(func() string {
+		obj, _, _ := informer.GetStore().GetByKey("b")
+		n, _ := obj.(*Node)
+		return n.ResourceVersion
+	}, 10*time.Second, 10*time.Millisecond).Should(Equal("4"), "the heartbeat of b")
+	g.Expect(placementChanges.Load()).To(BeEquivalentTo(1), "a heartbeat changes no placement")
+	g.Expect(eligible()).To(Equal(1))
+
+	w.Add(node("c", "5", "ssd"))
+	g.Eventually(eligible, 10*time.Second, 10*time.Millisecond).Should(Equal(2), "the new node c")
+	w.Delete(node("c", "6", "ssd"))
+	g.Eventually(eligible, 10*time.Second, 10*time.Millisecond).Should(Equal(1), "the deletion of c")
+
+	// b goes while the watch is down: the relist reports it as a tombstone.
+	lists <- &corev1.NodeList{ListMeta: metav1.ListMeta{ResourceVersion: "8"}, Items: []corev1.Node{*node("a", "3", "hdd")}}
+	w.Error(&metav1.Status{Status: metav1.StatusFailure, Code: 410, Reason: metav1.StatusReasonExpired, Message: "too old resource version"})
+	g.Eventually(func() []string { return informer.GetStore().ListKeys() }, 10*time.Second, 10*time.Millisecond).Should(ConsistOf("a"))
+	g.Eventually(eligible, 10*time.Second, 10*time.Millisecond).Should(Equal(0), "b, deleted during the relist")
+	assertSize(t, inv, 1, 1)
+}
+
+func TestPlacementChanged(t *testing.T) {
+	tainted := func(added metav1.Time) *corev1.Node {
+		n := fixture.Node("n1", []string{"disktype", "ssd"}, fixture.Taint("maintenance", "", corev1.TaintEffectNoSchedule))
+		n.Spec.Taints[0].TimeAdded = &added
+		return n
+	}
+	stripped, _ := NewNodeStripper().Strip(tainted(metav1.Unix(1, 0)))
+	heartbeat := tainted(metav1.Unix(1, 0))
+	heartbeat.ResourceVersion = "2"
+	heartbeat.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}
+	relabelled := tainted(metav1.Unix(1, 0))
+	relabelled.Labels["disktype"] = "hdd"
+	untainted := fixture.Node("n1", []string{"disktype", "ssd"})
+	for _, tt := range []struct {
+		name     string
+		old, obj any
+		want     bool
+	}{
+		{"a heartbeat changes no placement", stripped, heartbeat, false},
+		{"a taint re-added at another time changes no placement", stripped, tainted(metav1.Unix(2, 0)), false},
+		{"a relabel changes placement", stripped, relabelled, true},
+		{"a lifted taint changes placement", stripped, untainted, true},
+		{"an object that is not a node counts as a change", stripped, "not a node", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := PlacementChanged(tt.old, tt.obj); got != tt.want {
+				t.Errorf("PlacementChanged = %v, want %v", got, tt.want)
+			}
+		})
+	}
 }

@@ -10,8 +10,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"maps"
-	"slices"
 	"sync"
 	"time"
 
@@ -72,7 +70,7 @@ type Reevaluator struct {
 	// deleted holds the last state of each node deleted since the last
 	// evaluation, to tell nodes that went away from those that stayed and
 	// became ineligible.
-	deleted map[string]*corev1.Node
+	deleted map[string]*inventory.Node
 	changed chan struct{}
 }
 
@@ -91,7 +89,7 @@ func (*Reevaluator) NeedLeaderElection() bool { return true }
 // Start watches nodes and DaemonSets until ctx is done.
 func (r *Reevaluator) Start(ctx context.Context) error {
 	r.daemonSets = map[types.UID]*tracked{}
-	r.deleted = map[string]*corev1.Node{}
+	r.deleted = map[string]*inventory.Node{}
 	r.changed = make(chan struct{}, 1)
 	nodes, err := r.NodeInformer(ctx)
 	if err != nil {
@@ -103,7 +101,7 @@ func (r *Reevaluator) Start(ctx context.Context) error {
 	}
 	if _, err := nodes.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
 		AddFunc:    func(_ any, initial bool) { r.nodeChanged(!initial) },
-		UpdateFunc: func(old, obj any) { r.nodeChanged(placementChanged(old, obj)) },
+		UpdateFunc: func(old, obj any) { r.nodeChanged(inventory.PlacementChanged(old, obj)) },
 		DeleteFunc: r.nodeDeleted,
 	}); err != nil {
 		return fmt.Errorf("watching nodes: %w", err)
@@ -122,14 +120,6 @@ func (r *Reevaluator) Start(ctx context.Context) error {
 	return nil
 }
 
-// placementChanged reports whether a node update can change where pods run:
-// heartbeats and status updates do not.
-func placementChanged(old, obj any) bool {
-	o, ok1 := old.(*corev1.Node)
-	n, ok2 := obj.(*corev1.Node)
-	return !ok1 || !ok2 || !maps.Equal(o.Labels, n.Labels) || !equality.Semantic.DeepEqual(o.Spec.Taints, n.Spec.Taints)
-}
-
 func (r *Reevaluator) nodeChanged(changed bool) {
 	if changed {
 		select {
@@ -140,7 +130,7 @@ func (r *Reevaluator) nodeChanged(changed bool) {
 }
 
 func (r *Reevaluator) nodeDeleted(obj any) {
-	if n, ok := informed.Deleted(obj).(*corev1.Node); ok {
+	if n := inventory.NodeOf(informed.Deleted(obj)); n != nil {
 		r.mu.Lock()
 		r.deleted[n.Name] = n
 		r.mu.Unlock()
@@ -218,7 +208,10 @@ func (r *Reevaluator) run(ctx context.Context) {
 func (r *Reevaluator) evaluateAll() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	gone := inventory.New(slices.Collect(maps.Values(r.deleted))...)
+	gone := inventory.New()
+	for _, n := range r.deleted {
+		gone.OnAdd(n, false)
+	}
 	clear(r.deleted)
 	for _, t := range r.daemonSets {
 		r.evaluate(t, gone, true)
