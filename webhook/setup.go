@@ -56,7 +56,9 @@ type Options struct {
 
 // CacheOptions returns the manager cache options the webhooks rely on: Nodes,
 // PriorityClasses, Namespaces and DaemonSets are stripped to what the rules
-// read before they enter the cache.
+// read before they enter the cache. Nodes are stored as inventory.Nodes, so
+// the manager's client cannot read Nodes from its cache: read them from the
+// inventory.
 func CacheOptions() cache.Options {
 	return cache.Options{
 		ByObject: map[client.Object]cache.ByObject{
