@@ -91,7 +91,11 @@ func awaitReady(ctx context.Context, client kubernetes.Interface, want int) (int
 	lister := factory.Core().V1().Nodes().Lister()
 	factory.Start(ctx.Done())
 	var total, pending int
-	err := wait.PollUntilContextTimeout(ctx, time.Second, 15*time.Minute, true, func(context.Context) (bool, error) {
+	// kwok and the node lifecycle controller settle a few thousand Nodes a
+	// minute on two cores, and fewer the more there are: 50,000 have taken
+	// more than 15 minutes.
+	timeout := max(15*time.Minute, time.Duration(want)*40*time.Millisecond)
+	err := wait.PollUntilContextTimeout(ctx, time.Second, timeout, true, func(context.Context) (bool, error) {
 		nodes, err := lister.List(labels.Everything())
 		if err != nil {
 			return false, err
