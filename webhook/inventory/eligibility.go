@@ -249,9 +249,13 @@ func (inv *Inventory) eachGroup(ps []*placement, visit func(node *corev1.Node, s
 		if err := prepare(len(g.classes) + len(named)); err != nil {
 			return err
 		}
-		var scratch corev1.Node
-		for name := range named {
-			visit(inv.nodes[name].asCore(&scratch), 1, func() []string { return []string{name} })
+		if len(named) > 0 {
+			// Inside the if: escaping to visit, it is allocated where it is
+			// declared, and most questions name no node.
+			var scratch corev1.Node
+			for name := range named {
+				visit(inv.nodes[name].asCore(&scratch), 1, func() []string { return []string{name} })
+			}
 		}
 		for _, c := range g.classes {
 			size := len(c.members) - namedIn[c]
