@@ -6,7 +6,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"testing"
 	"time"
 	"unsafe"
@@ -299,13 +299,17 @@ func TestInventoryFollowsAnInformerThatStoresStrippedNodes(t *testing.T) {
 	if err := inv.Attach(informer); err != nil {
 		t.Fatal(err)
 	}
-	var placementChanges atomic.Int32
+	// Each update this handler saw, by resourceVersion: whether it changed
+	// placement. Handlers are told after the store and the inventory have
+	// changed, each in its own goroutine, so the test waits for the entry.
+	var updates sync.Map
 	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{UpdateFunc: func(old, obj any) {
-		if PlacementChanged(old, obj) {
-			placementChanges.Add(1)
-		}
+		updates.Store(NodeOf(obj).ResourceVersion, PlacementChanged(old, obj))
 	}}); err != nil {
 		t.Fatal(err)
+	}
+	placementChanged := func(rv string) func() any {
+		return func() any { changed, _ := updates.Load(rv); return changed }
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -329,7 +333,7 @@ func TestInventoryFollowsAnInformerThatStoresStrippedNodes(t *testing.T) {
 	g.Eventually(watches, 10*time.Second).Should(Receive(&w))
 	w.Modify(node("a", "3", "hdd"))
 	g.Eventually(eligible, 10*time.Second, 10*time.Millisecond).Should(Equal(1), "the relabel of a")
-	g.Expect(placementChanges.Load()).To(BeEquivalentTo(1))
+	g.Eventually(placementChanged("3"), 10*time.Second, 10*time.Millisecond).Should(BeTrue(), "a relabel changes placement")
 
 	w.Modify(node("b", "4", "ssd"))
 	g.Eventually(func() string {
@@ -337,7 +341,7 @@ func TestInventoryFollowsAnInformerThatStoresStrippedNodes(t *testing.T) {
 		n, _ := obj.(*Node)
 		return n.ResourceVersion
 	}, 10*time.Second, 10*time.Millisecond).Should(Equal("4"), "the heartbeat of b")
-	g.Expect(placementChanges.Load()).To(BeEquivalentTo(1), "a heartbeat changes no placement")
+	g.Eventually(placementChanged("4"), 10*time.Second, 10*time.Millisecond).Should(BeFalse(), "a heartbeat changes no placement")
 	g.Expect(eligible()).To(Equal(1))
 
 	w.Add(node("c", "5", "ssd"))
