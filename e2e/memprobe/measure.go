@@ -63,8 +63,11 @@ type measureOptions struct {
 // memory is what a process holds once its cache is full and garbage has
 // been collected.
 type memory struct {
-	Objects   int    `json:"objects"`
-	RSS       uint64 `json:"rssBytes"`
+	Objects int    `json:"objects"`
+	RSS     uint64 `json:"rssBytes"`
+	// RSSFile is the file-backed part of RSS: the pages of the executable
+	// that the process has touched, and those around them.
+	RSSFile   uint64 `json:"rssFileBytes"`
 	HeapInuse uint64 `json:"heapInuseBytes"`
 }
 
@@ -123,10 +126,10 @@ func measure(ctx context.Context, cfg *rest.Config, opts measureOptions, out io.
 	nodes := thousands(total)
 	fmt.Fprintf(out, "Memory with %s Nodes and %s DaemonSets in the cluster, once each process has cached them all and collected garbage\n", nodes, thousands(daemonSets))
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "process\tobjects\tRSS\theap in use")
-	fmt.Fprintf(w, "daemonset-guard webhook\t%d Nodes, %d DaemonSets\t%s\t%s\n", webhookMemory.Objects, daemonSets, mib(webhookMemory.RSS), mib(webhookMemory.HeapInuse))
+	fmt.Fprintln(w, "process\tobjects\tRSS\tof it file-backed\theap in use")
+	fmt.Fprintf(w, "daemonset-guard webhook\t%d Nodes, %d DaemonSets\t%s\t%s\t%s\n", webhookMemory.Objects, daemonSets, mib(webhookMemory.RSS), mib(webhookMemory.RSSFile), mib(webhookMemory.HeapInuse))
 	for _, p := range processes {
-		fmt.Fprintf(w, "%s\t%d %s\t%s\t%s\n", p.name, p.m.Objects, p.kind, mib(p.m.RSS), mib(p.m.HeapInuse))
+		fmt.Fprintf(w, "%s\t%d %s\t%s\t%s\t%s\n", p.name, p.m.Objects, p.kind, mib(p.m.RSS), mib(p.m.RSSFile), mib(p.m.HeapInuse))
 	}
 	w.Flush()
 	verdict := "met"
@@ -146,8 +149,13 @@ func measure(ctx context.Context, cfg *rest.Config, opts measureOptions, out io.
 	}
 	at := nodes + " Nodes"
 	whole, stripped := processes[0].m, processes[1].m
+	// The goal's row says how much of each RSS is the binary's pages, which
+	// depend on the kernel's page cache more than on the program.
+	goal := row("RSS", at, fmt.Sprintf("webhook vs whole-Node informer (goal ≤ %s; of it file-backed)", mib(targetRSS)), webhookMemory.RSS, whole.RSS)
+	goal.Value += " (" + mib(webhookMemory.RSSFile) + ")"
+	goal.Baseline += " (" + mib(whole.RSSFile) + ")"
 	rows := []bench.Row{
-		row("RSS", at, fmt.Sprintf("webhook vs whole-Node informer (goal ≤ %s)", mib(targetRSS)), webhookMemory.RSS, whole.RSS),
+		goal,
 		row("Heap in use", at, "webhook vs whole-Node informer", webhookMemory.HeapInuse, whole.HeapInuse),
 		row("RSS", at, "NodeStripper informer vs whole-Node informer", stripped.RSS, whole.RSS),
 		row("Heap in use", at, "NodeStripper informer vs whole-Node informer", stripped.HeapInuse, whole.HeapInuse),
@@ -212,11 +220,10 @@ func measureWebhook(ctx context.Context, opts measureOptions, nodes, daemonSets 
 		if lastGC.Before(synced) {
 			return false, nil
 		}
-		rss, err := vmRSS(pid)
-		if err != nil {
+		m = memory{Objects: int(metrics[inventoryMetric]), HeapInuse: uint64(metrics[heapMetric])}
+		if m.RSS, m.RSSFile, err = residentSet(pid); err != nil {
 			return false, err
 		}
-		m = memory{Objects: int(metrics[inventoryMetric]), RSS: rss, HeapInuse: uint64(metrics[heapMetric])}
 		return true, nil
 	})
 	if err != nil {
@@ -330,29 +337,38 @@ func measureCache(ctx context.Context, cfg *rest.Config, kind string, strip bool
 	var stats runtime.MemStats
 	runtime.ReadMemStats(&stats)
 	m.HeapInuse = stats.HeapInuse
-	if m.RSS, err = vmRSS(os.Getpid()); err != nil {
+	if m.RSS, m.RSSFile, err = residentSet(os.Getpid()); err != nil {
 		return err
 	}
 	return json.NewEncoder(out).Encode(m)
 }
 
-// vmRSS returns a process's resident set size as Linux reports it.
-func vmRSS(pid int) (uint64, error) {
+// residentSet returns a process's resident set size and the part of it
+// that is file-backed (RssFile, mostly its executable's mapped pages), as
+// Linux reports them.
+func residentSet(pid int) (total, file uint64, err error) {
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, fmt.Errorf("reading the RSS of process %d: %w", pid, err)
+		return 0, 0, fmt.Errorf("reading the RSS of process %d: %w", pid, err)
 	}
+	fields := map[string]*uint64{"VmRSS:": &total, "RssFile:": &file}
+	found := 0
 	lines := bufio.NewScanner(bytes.NewReader(status))
 	for lines.Scan() {
-		if rest, ok := strings.CutPrefix(lines.Text(), "VmRSS:"); ok {
+		name, rest, _ := strings.Cut(lines.Text(), "\t")
+		if field, ok := fields[name]; ok {
 			kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 			if err != nil {
-				return 0, fmt.Errorf("parsing the RSS of process %d: %w", pid, err)
+				return 0, 0, fmt.Errorf("parsing %s of process %d: %w", name, pid, err)
 			}
-			return kb << 10, nil
+			*field = kb << 10
+			found++
 		}
 	}
-	return 0, fmt.Errorf("/proc/%d/status has no VmRSS", pid)
+	if found != len(fields) {
+		return 0, 0, fmt.Errorf("/proc/%d/status lacks VmRSS or RssFile", pid)
+	}
+	return total, file, nil
 }
 
 func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

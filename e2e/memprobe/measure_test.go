@@ -13,12 +13,17 @@ func TestThousands(t *testing.T) {
 	}
 }
 
-func TestVMRSSReadsThisProcess(t *testing.T) {
-	rss, err := vmRSS(os.Getpid())
+func TestResidentSetReadsThisProcess(t *testing.T) {
+	rss, file, err := residentSet(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rss < 1<<20 {
 		t.Errorf("RSS = %d bytes, implausibly small for a Go test binary", rss)
+	}
+	// A running Go binary has touched some of its text; all of RSS cannot
+	// be file-backed, as the heap is not.
+	if file == 0 || file >= rss {
+		t.Errorf("file-backed RSS = %d bytes of %d, want a part of it", file, rss)
 	}
 }

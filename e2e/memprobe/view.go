@@ -90,7 +90,7 @@ func measureView(count int, out io.Writer) error {
 	runtime.ReadMemStats(&stats)
 	m := memory{Objects: len(store.ListKeys()), HeapInuse: stats.HeapInuse}
 	var err error
-	if m.RSS, err = vmRSS(os.Getpid()); err != nil {
+	if m.RSS, m.RSSFile, err = residentSet(os.Getpid()); err != nil {
 		return err
 	}
 	if nodes, _ := inv.Size(); nodes != count {
