@@ -13,6 +13,22 @@ func TestThousands(t *testing.T) {
 	}
 }
 
+func TestTargetRSSIsTheGoalOfTheNearerScale(t *testing.T) {
+	for _, tc := range []struct {
+		nodes int
+		limit uint64
+		at    int
+	}{
+		{nodes: 20, limit: 64 << 20, at: 5000},
+		{nodes: 5020, limit: 64 << 20, at: 5000},
+		{nodes: 50020, limit: 200 << 20, at: 50000},
+	} {
+		if limit, at := targetRSS(tc.nodes); limit != tc.limit || at != tc.at {
+			t.Errorf("targetRSS(%d) = %d at %d Nodes, want %d at %d", tc.nodes, limit, at, tc.limit, tc.at)
+		}
+	}
+}
+
 func TestResidentSetReadsThisProcess(t *testing.T) {
 	rss, file, err := residentSet(os.Getpid())
 	if err != nil {
