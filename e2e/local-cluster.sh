@@ -48,6 +48,7 @@ stop_webhook() {
 
 down() {
 	stop_webhook
+	rm -f "$state/daemonset-guard"
 	if [ -d "$KWOK_WORKDIR/clusters/$name" ]; then
 		log "deleting cluster $name"
 		"$bin/kwokctl" delete cluster --name "$name" >/dev/null 2>&1 || true
