@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/prometheus/procfs"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -46,7 +45,8 @@ const (
 
 // targetRSS returns the most the webhook should take with nodes Nodes, and
 // at which scale the goal is set: issue 16's goals are 64 MiB at 5,000 Nodes
-// and 200 MiB at 50,000, and a run is held to the one nearer its count.
+// and 200 MiB at 50,000. A run of fewer than 20,000 Nodes is held to the
+// first, a larger one to the second.
 func targetRSS(nodes int) (limit uint64, at int) {
 	if nodes < 20000 {
 		return 64 << 20, 5000
@@ -352,30 +352,17 @@ func measureCache(ctx context.Context, cfg *rest.Config, kind string, strip bool
 
 // residentSet returns a process's resident set size and the part of it
 // that is file-backed (RssFile, mostly its executable's mapped pages), as
-// Linux reports them.
+// Linux reports them in /proc/<pid>/status.
 func residentSet(pid int) (total, file uint64, err error) {
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	proc, err := procfs.NewProc(pid)
+	if err != nil {
+		return 0, 0, fmt.Errorf("finding process %d: %w", pid, err)
+	}
+	status, err := proc.NewStatus()
 	if err != nil {
 		return 0, 0, fmt.Errorf("reading the RSS of process %d: %w", pid, err)
 	}
-	fields := map[string]*uint64{"VmRSS:": &total, "RssFile:": &file}
-	found := 0
-	lines := bufio.NewScanner(bytes.NewReader(status))
-	for lines.Scan() {
-		name, rest, _ := strings.Cut(lines.Text(), "\t")
-		if field, ok := fields[name]; ok {
-			kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			if err != nil {
-				return 0, 0, fmt.Errorf("parsing %s of process %d: %w", name, pid, err)
-			}
-			*field = kb << 10
-			found++
-		}
-	}
-	if found != len(fields) {
-		return 0, 0, fmt.Errorf("/proc/%d/status lacks VmRSS or RssFile", pid)
-	}
-	return total, file, nil
+	return status.VmRSS, status.RssFile, nil
 }
 
 func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

@@ -13,7 +13,7 @@ func TestThousands(t *testing.T) {
 	}
 }
 
-func TestTargetRSSIsTheGoalOfTheNearerScale(t *testing.T) {
+func TestTargetRSSHoldsRunsFrom20000NodesToThe50000NodeGoal(t *testing.T) {
 	for _, tc := range []struct {
 		nodes int
 		limit uint64
@@ -21,6 +21,8 @@ func TestTargetRSSIsTheGoalOfTheNearerScale(t *testing.T) {
 	}{
 		{nodes: 20, limit: 64 << 20, at: 5000},
 		{nodes: 5020, limit: 64 << 20, at: 5000},
+		{nodes: 19999, limit: 64 << 20, at: 5000},
+		{nodes: 20000, limit: 200 << 20, at: 50000},
 		{nodes: 50020, limit: 200 << 20, at: 50000},
 	} {
 		if limit, at := targetRSS(tc.nodes); limit != tc.limit || at != tc.at {
@@ -41,5 +43,11 @@ func TestResidentSetReadsThisProcess(t *testing.T) {
 	// be file-backed, as the heap is not.
 	if file == 0 || file >= rss {
 		t.Errorf("file-backed RSS = %d bytes of %d, want a part of it", file, rss)
+	}
+}
+
+func TestResidentSetOfNoProcessIsAnError(t *testing.T) {
+	if _, _, err := residentSet(-1); err == nil {
+		t.Error("residentSet(-1) succeeded, want an error")
 	}
 }
