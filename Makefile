@@ -68,10 +68,10 @@ BENCH_NODES ?= 5000
 BENCH_DAEMONSETS ?= 1000
 # kwok renews each Node's lease and reports its status BENCH_HEARTBEAT_FACTOR
 # times slower than a kubelet (kwokctl's default, 5): every 50 s. Each
-# report is a Node update that the webhook decodes, so it is part of what is
-# measured. At 50,000 Nodes that is 2,000 writes a second, more than two
-# cores settle the Nodes under: use 30 there, a report every 5 minutes, as a
-# kubelet reports a status that did not change.
+# status report is a Node update that the webhook decodes, so it is part of
+# what is measured. At 50,000 Nodes that is 2,000 writes a second, under
+# which two cores never settled the Nodes here: use 30 there, a report every
+# 5 minutes, as a kubelet reports a status that did not change.
 BENCH_HEARTBEAT_FACTOR ?= 5
 
 .DEFAULT_GOAL := help

@@ -125,7 +125,9 @@ start_webhook() {
 	# wrote it, through a memory mapping, and Linux (6.18 on ext4 here) then
 	# maps far more of the file at each page fault: run straight from bin/
 	# after a build, the webhook had 50 MiB of file-backed RSS at 5,000
-	# Nodes, against 37 MiB for a copy of the same binary.
+	# Nodes, against 37 MiB for a copy of the same binary. The copy is
+	# renamed into place: a process killed a moment ago may still hold the
+	# old file, which cannot be written while it runs.
 	cp "$bin/daemonset-guard" "$state/daemonset-guard.new"
 	mv -f "$state/daemonset-guard.new" "$state/daemonset-guard"
 	# Metrics in plain HTTP on loopback: the suite, the soak and the load
