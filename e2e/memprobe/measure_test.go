@@ -2,6 +2,8 @@ package main
 
 import (
 	"os"
+	"runtime"
+	"runtime/debug"
 	"testing"
 )
 
@@ -32,22 +34,49 @@ func TestTargetRSSHoldsRunsFrom20000NodesToThe50000NodeGoal(t *testing.T) {
 }
 
 func TestResidentSetReadsThisProcess(t *testing.T) {
-	rss, file, err := residentSet(os.Getpid())
-	if err != nil {
+	var m memory
+	if err := residentSet(os.Getpid(), &m); err != nil {
 		t.Fatal(err)
 	}
-	if rss < 1<<20 {
-		t.Errorf("RSS = %d bytes, implausibly small for a Go test binary", rss)
+	if m.RSS < 1<<20 {
+		t.Errorf("RSS = %d bytes, implausibly small for a Go test binary", m.RSS)
 	}
 	// A running Go binary has touched some of its text; all of RSS cannot
 	// be file-backed, as the heap is not.
-	if file == 0 || file >= rss {
-		t.Errorf("file-backed RSS = %d bytes of %d, want a part of it", file, rss)
+	if m.RSSFile == 0 || m.RSSFile >= m.RSS {
+		t.Errorf("file-backed RSS = %d bytes of %d, want a part of it", m.RSSFile, m.RSS)
+	}
+}
+
+func TestResidentSetPeakHoldsWhatWasReleased(t *testing.T) {
+	var before memory
+	if err := residentSet(os.Getpid(), &before); err != nil {
+		t.Fatal(err)
+	}
+	// 64 MiB touched, then handed back to the kernel: RSS falls again, the
+	// peak must not.
+	const size = 64 << 20
+	buf := make([]byte, size)
+	for i := 0; i < size; i += 4096 {
+		buf[i] = 1
+	}
+	runtime.KeepAlive(buf)
+	buf = nil
+	debug.FreeOSMemory()
+	var after memory
+	if err := residentSet(os.Getpid(), &after); err != nil {
+		t.Fatal(err)
+	}
+	if after.PeakRSS < before.RSS+size {
+		t.Errorf("peak RSS = %d bytes after touching %d more than the %d resident before, want at least their sum", after.PeakRSS, size, before.RSS)
+	}
+	if after.RSS >= after.PeakRSS {
+		t.Errorf("RSS = %d bytes once the buffer was released, want less than the peak %d", after.RSS, after.PeakRSS)
 	}
 }
 
 func TestResidentSetOfNoProcessIsAnError(t *testing.T) {
-	if _, _, err := residentSet(-1); err == nil {
+	if err := residentSet(-1, &memory{}); err == nil {
 		t.Error("residentSet(-1) succeeded, want an error")
 	}
 }

@@ -89,8 +89,7 @@ func measureView(count int, out io.Writer) error {
 	var stats runtime.MemStats
 	runtime.ReadMemStats(&stats)
 	m := memory{Objects: len(store.ListKeys()), HeapInuse: stats.HeapInuse}
-	var err error
-	if m.RSS, m.RSSFile, err = residentSet(os.Getpid()); err != nil {
+	if err := residentSet(os.Getpid(), &m); err != nil {
 		return err
 	}
 	if nodes, _ := inv.Size(); nodes != count {
