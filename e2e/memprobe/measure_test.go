@@ -61,7 +61,6 @@ func TestResidentSetPeakHoldsWhatWasReleased(t *testing.T) {
 		buf[i] = 1
 	}
 	runtime.KeepAlive(buf)
-	buf = nil
 	debug.FreeOSMemory()
 	var after memory
 	if err := residentSet(os.Getpid(), &after); err != nil {
