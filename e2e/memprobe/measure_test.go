@@ -49,28 +49,30 @@ func TestResidentSetReadsThisProcess(t *testing.T) {
 }
 
 func TestResidentSetPeakHoldsWhatWasReleased(t *testing.T) {
-	var before memory
-	if err := residentSet(os.Getpid(), &before); err != nil {
-		t.Fatal(err)
-	}
-	// 64 MiB touched, then handed back to the kernel: RSS falls again, the
-	// peak must not.
+	// 64 MiB touched, read, then handed back to the kernel: RSS falls again,
+	// the peak must not.
 	const size = 64 << 20
 	buf := make([]byte, size)
 	for i := 0; i < size; i += 4096 {
 		buf[i] = 1
 	}
+	var during memory
+	if err := residentSet(os.Getpid(), &during); err != nil {
+		t.Fatal(err)
+	}
 	runtime.KeepAlive(buf)
+	if during.RSS < size {
+		t.Fatalf("RSS = %d bytes with a %d-byte buffer touched, want at least the buffer", during.RSS, size)
+	}
 	debug.FreeOSMemory()
 	var after memory
 	if err := residentSet(os.Getpid(), &after); err != nil {
 		t.Fatal(err)
 	}
-	if after.PeakRSS < before.RSS+size {
-		t.Errorf("peak RSS = %d bytes after touching %d more than the %d resident before, want at least their sum", after.PeakRSS, size, before.RSS)
-	}
-	if after.RSS >= after.PeakRSS {
-		t.Errorf("RSS = %d bytes once the buffer was released, want less than the peak %d", after.RSS, after.PeakRSS)
+	// Linux counts RSS per CPU and reads it approximately, so the peak is
+	// held to most of the buffer, not to the byte.
+	if after.PeakRSS < after.RSS+size/2 {
+		t.Errorf("peak RSS = %d bytes, RSS once the %d-byte buffer was released %d (%d while it was resident), want the peak above it by most of the buffer", after.PeakRSS, size, after.RSS, during.RSS)
 	}
 }
 
