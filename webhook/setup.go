@@ -56,9 +56,10 @@ type Options struct {
 
 // CacheOptions returns the manager cache options the webhooks rely on: Nodes,
 // PriorityClasses, Namespaces and DaemonSets are stripped to what the rules
-// read before they enter the cache. Nodes are stored as inventory.Nodes, so
-// the manager's client cannot read Nodes from its cache: read them from the
-// inventory.
+// read before they enter the cache. Nodes are stored as inventory.Nodes and
+// DaemonSets as nodechange.DaemonSets, so the manager's client cannot read
+// either from its cache: read Nodes from the inventory, and DaemonSets from
+// the API server.
 func CacheOptions() cache.Options {
 	return cache.Options{
 		ByObject: map[client.Object]cache.ByObject{

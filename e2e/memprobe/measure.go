@@ -324,8 +324,8 @@ func measureCache(ctx context.Context, cfg *rest.Config, kind string, strip bool
 	if err != nil {
 		return fmt.Errorf("creating the %s informer: %w", kind, err)
 	}
-	// Counted as they arrive: the webhook's transform stores inventory.Nodes,
-	// which the cache's reader cannot list as a NodeList.
+	// Counted as they arrive: the webhook's transforms store inventory.Nodes
+	// and nodechange.DaemonSets, which the cache's reader cannot list.
 	var objects atomic.Int64
 	registration, err := informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { objects.Add(1) },

@@ -15,10 +15,8 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
@@ -76,7 +74,7 @@ type Reevaluator struct {
 
 // tracked is one DaemonSet and where it ran at the last evaluation.
 type tracked struct {
-	ds *appsv1.DaemonSet
+	ds *DaemonSet
 	// eligible is the number of nodes it was eligible on at the last
 	// evaluation; -1 until it has been evaluated.
 	eligible int
@@ -141,8 +139,8 @@ func (r *Reevaluator) nodeDeleted(obj any) {
 // daemonSetChanged takes a new or changed DaemonSet as it is: what admission
 // said of its placement stands, and only later node changes are reported.
 func (r *Reevaluator) daemonSetChanged(obj any) {
-	ds, ok := obj.(*appsv1.DaemonSet)
-	if !ok {
+	ds := daemonSetOf(obj)
+	if ds == nil {
 		return
 	}
 	r.mu.Lock()
@@ -151,7 +149,7 @@ func (r *Reevaluator) daemonSetChanged(obj any) {
 	if t == nil {
 		t = &tracked{eligible: -1}
 		r.daemonSets[ds.UID] = t
-	} else if !equality.Semantic.DeepEqual(t.ds.Spec.Template.Spec, ds.Spec.Template.Spec) {
+	} else if !equality.Semantic.DeepEqual(t.ds.Placement, ds.Placement) {
 		t.eligible = -1
 	}
 	t.ds = ds
@@ -161,8 +159,8 @@ func (r *Reevaluator) daemonSetChanged(obj any) {
 }
 
 func (r *Reevaluator) daemonSetDeleted(obj any) {
-	ds, ok := informed.Deleted(obj).(*appsv1.DaemonSet)
-	if !ok {
+	ds := daemonSetOf(informed.Deleted(obj))
+	if ds == nil {
 		return
 	}
 	r.mu.Lock()
@@ -222,7 +220,7 @@ func (r *Reevaluator) evaluateAll() {
 // report, says what a node change did to it; gone holds the nodes the change
 // deleted.
 func (r *Reevaluator) evaluate(t *tracked, gone *inventory.Inventory, report bool) {
-	ds := t.ds
+	ds := t.ds.Object()
 	spec := &ds.Spec.Template.Spec
 	now, err := r.Nodes.Coverage(spec)
 	if err != nil {
@@ -232,7 +230,7 @@ func (r *Reevaluator) evaluate(t *tracked, gone *inventory.Inventory, report boo
 	r.Eligible.WithLabelValues(ds.Namespace, ds.Name).Set(float64(now.Eligible))
 	before := t.eligible
 	t.eligible = now.Eligible
-	if !report || before < 0 || ds.DeletionTimestamp != nil {
+	if !report || before < 0 || t.ds.Deleting {
 		return
 	}
 	deleted := 0
@@ -249,40 +247,8 @@ func (r *Reevaluator) evaluate(t *tracked, gone *inventory.Inventory, report boo
 	// series while they keep coming (at most 6 minutes apart), so a relabel
 	// that takes minutes makes one Event object. The reference leaves out
 	// the resourceVersion, which every status update of the controller
-	// changes and which would make each Event a new object.
-	regarding := ds.DeepCopy()
-	regarding.ResourceVersion = ""
-	r.Recorder.Eventf(regarding, nil, corev1.EventTypeWarning, reason, "NodeChange", "%s", note)
+	// changes and which would make each Event a new object: Object has
+	// none.
+	r.Recorder.Eventf(ds, nil, corev1.EventTypeWarning, reason, "NodeChange", "%s", note)
 	r.Log.Info("node change", "namespace", ds.Namespace, "name", ds.Name, "reason", reason, "note", note)
-}
-
-// StripDaemonSet is an informer transform that keeps only what placement
-// and the policy's opt-outs read: a DaemonSet's identity, its skip
-// annotation and the pod template's placement fields. The rest of a
-// DaemonSet (containers, volumes, status, managedFields) is most of it.
-func StripDaemonSet(obj any) (any, error) {
-	ds, ok := obj.(*appsv1.DaemonSet)
-	if !ok {
-		return obj, nil
-	}
-	spec := ds.Spec.Template.Spec
-	var affinity *corev1.Affinity
-	if spec.Affinity != nil && spec.Affinity.NodeAffinity != nil {
-		affinity = &corev1.Affinity{NodeAffinity: spec.Affinity.NodeAffinity}
-	}
-	stripped := &appsv1.DaemonSet{
-		TypeMeta: ds.TypeMeta,
-		ObjectMeta: metav1.ObjectMeta{
-			Name: ds.Name, Namespace: ds.Namespace, UID: ds.UID, ResourceVersion: ds.ResourceVersion,
-			DeletionTimestamp: ds.DeletionTimestamp,
-		},
-		Spec: appsv1.DaemonSetSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
-			NodeName: spec.NodeName, NodeSelector: spec.NodeSelector, Affinity: affinity,
-			Tolerations: spec.Tolerations, HostNetwork: spec.HostNetwork,
-		}}},
-	}
-	if skip, ok := ds.Annotations[rules.SkipAnnotation]; ok {
-		stripped.Annotations = map[string]string{rules.SkipAnnotation: skip}
-	}
-	return stripped, nil
 }

@@ -1,9 +1,15 @@
 package nodechange_test
 
 import (
+	"reflect"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/daemonset-guard/daemonset-guard/internal/fixture"
 	"github.com/daemonset-guard/daemonset-guard/internal/generate/placement"
@@ -15,9 +21,9 @@ import (
 
 // TestAStrippedDaemonSetIsPlacedAsTheWholeOne holds StripDaemonSet to what
 // the re-evaluation reads, on random clusters and templates (PROPERTY_SEED
-// replays a run): the stripped DaemonSet is placed on exactly the nodes the
-// whole one is, keeps its identity and its skip annotation, and drops the
-// rest.
+// replays a run): the DaemonSet that Object rebuilds from the stripped one is
+// placed on exactly the nodes the whole one is, and keeps its identity and
+// its skip annotation.
 func TestAStrippedDaemonSetIsPlacedAsTheWholeOne(t *testing.T) {
 	rng := seed.Rand(t)
 	for range 200 {
@@ -29,12 +35,15 @@ func TestAStrippedDaemonSetIsPlacedAsTheWholeOne(t *testing.T) {
 			s.NodeName, s.NodeSelector, s.Affinity, s.Tolerations, s.HostNetwork = spec.NodeName, spec.NodeSelector, spec.Affinity, spec.Tolerations, spec.HostNetwork
 			ds.Annotations[rules.SkipAnnotation] = rules.TargetsNodes
 			ds.UID = "a-uid"
+			if rng.IntN(2) == 0 {
+				ds.DeletionTimestamp = &metav1.Time{Time: time.Unix(1_800_000_000, 0)}
+			}
 		})
 		obj, err := nodechange.StripDaemonSet(ds)
 		if err != nil {
 			t.Fatal(err)
 		}
-		stripped := obj.(*appsv1.DaemonSet)
+		stripped := obj.(*nodechange.DaemonSet).Object()
 		whole, err := inv.Coverage(&ds.Spec.Template.Spec)
 		if err != nil {
 			t.Fatal(err)
@@ -52,8 +61,54 @@ func TestAStrippedDaemonSetIsPlacedAsTheWholeOne(t *testing.T) {
 		if len(stripped.Annotations) != 1 || stripped.Annotations[rules.SkipAnnotation] != rules.TargetsNodes {
 			t.Errorf("annotations = %v, want the skip annotation alone", stripped.Annotations)
 		}
-		if len(stripped.Spec.Template.Spec.Containers) != 0 || stripped.Labels != nil || stripped.ManagedFields != nil {
-			t.Errorf("kept what placement does not read: %+v", stripped)
+		if copied := obj.(*nodechange.DaemonSet).DeepCopyObject().(*nodechange.DaemonSet).Object(); !equality.Semantic.DeepEqual(copied, stripped) {
+			t.Errorf("its deep copy holds %+v, want %+v", copied, stripped)
 		}
+		if got := obj.(*nodechange.DaemonSet).Deleting; got != (ds.DeletionTimestamp != nil) {
+			t.Errorf("Deleting = %v for deletionTimestamp %v", got, ds.DeletionTimestamp)
+		}
+	}
+}
+
+func TestStripDaemonSetPassesOtherObjects(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		obj  any
+	}{
+		{"passes the tombstone of a delete the informer missed", cache.DeletedFinalStateUnknown{Key: "logging/fluent-bit"}},
+		{"passes what it stripped before", &nodechange.DaemonSet{Name: "fluent-bit"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := nodechange.StripDaemonSet(tc.obj)
+			if err != nil || !reflect.DeepEqual(got, tc.obj) {
+				t.Errorf("StripDaemonSet = %v, %v; want it unchanged", got, err)
+			}
+		})
+	}
+}
+
+func TestADeepCopyOfAStrippedDaemonSetSharesNothing(t *testing.T) {
+	obj, err := nodechange.StripDaemonSet(fixture.Realistic(func(ds *appsv1.DaemonSet) {
+		s := &ds.Spec.Template.Spec
+		s.NodeSelector = map[string]string{"pool": "blue"}
+		s.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
+			NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "zone", Operator: corev1.NodeSelectorOpExists}}}},
+		}}}
+		s.Tolerations = []corev1.Toleration{{Key: "gpu", Operator: corev1.TolerationOpExists}}
+		ds.Annotations[rules.SkipAnnotation] = rules.TargetsNodes
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	original := obj.(*nodechange.DaemonSet)
+	before := original.Object().DeepCopy()
+	copied := original.DeepCopyObject().(*nodechange.DaemonSet)
+	*copied.Skip = "*"
+	p := &copied.Placement
+	p.NodeSelector["pool"] = "green"
+	p.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms[0].MatchExpressions[0].Key = "region"
+	p.Tolerations[0].Key = "fpga"
+	if !equality.Semantic.DeepEqual(original.Object(), before) {
+		t.Errorf("changing the copy changed the original: skip %q, placement %+v", *original.Skip, original.Placement)
 	}
 }
