@@ -24,11 +24,11 @@ func (m *Mutator) Handle(_ context.Context, req admission.Request) admission.Res
 	// TestMutableFieldsPatchEqualsTheWholeObjectPatch holds it to the whole
 	// object diff). Diffing the decoded object, not the raw request, also
 	// keeps a field that a newer API server sends and this build's types do
-	// not know from being patched away.
-	before, err := json.Marshal(m.rules.MutableFields(in.Object))
-	if err != nil {
-		return unmutated(err)
-	}
+	// not know from being patched away. Mutate replaces those fields rather
+	// than writing into them, so the projection taken now keeps what was
+	// received, and is marshalled only when a rule changed something: most
+	// UPDATEs carry the defaults injected at their CREATE.
+	received := m.rules.MutableFields(in.Object)
 	mutated, errs := m.rules.Mutate(in)
 	m.ruleErrors(req, errs)
 	findings := rules.MutationFindings(in, errs)
@@ -36,6 +36,10 @@ func (m *Mutator) Handle(_ context.Context, req admission.Request) admission.Res
 	m.record("mutate", req, findings, mutated, resp.Allowed)
 	if !resp.Allowed || len(mutated) == 0 {
 		return resp
+	}
+	before, err := json.Marshal(received)
+	if err != nil {
+		return unmutated(err)
 	}
 	after, err := json.Marshal(m.rules.MutableFields(in.Object))
 	if err != nil {
