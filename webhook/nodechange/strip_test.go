@@ -8,6 +8,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 
@@ -34,7 +35,7 @@ func TestAStrippedDaemonSetIsPlacedAsTheWholeOne(t *testing.T) {
 			s := &ds.Spec.Template.Spec
 			s.NodeName, s.NodeSelector, s.Affinity, s.Tolerations, s.HostNetwork = spec.NodeName, spec.NodeSelector, spec.Affinity, spec.Tolerations, spec.HostNetwork
 			ds.Annotations[rules.SkipAnnotation] = rules.TargetsNodes
-			ds.UID = "a-uid"
+			ds.UID, ds.ResourceVersion = "a-uid", "42"
 			if rng.IntN(2) == 0 {
 				ds.DeletionTimestamp = &metav1.Time{Time: time.Unix(1_800_000_000, 0)}
 			}
@@ -63,6 +64,13 @@ func TestAStrippedDaemonSetIsPlacedAsTheWholeOne(t *testing.T) {
 		}
 		if copied := obj.(*nodechange.DaemonSet).DeepCopyObject().(*nodechange.DaemonSet).Object(); !equality.Semantic.DeepEqual(copied, stripped) {
 			t.Errorf("its deep copy holds %+v, want %+v", copied, stripped)
+		}
+		// The informer's store keys and compares its objects by these.
+		if key, err := cache.MetaNamespaceKeyFunc(obj); err != nil || key != ds.Namespace+"/"+ds.Name {
+			t.Errorf("the informer's store keys the stripped DaemonSet %q (%v), want %s/%s", key, err, ds.Namespace, ds.Name)
+		}
+		if m, err := meta.Accessor(obj); err != nil || m.GetResourceVersion() != ds.ResourceVersion || m.GetUID() != ds.UID {
+			t.Errorf("the informer reads %v (%v), want resourceVersion %s and uid %s", m, err, ds.ResourceVersion, ds.UID)
 		}
 		if got := obj.(*nodechange.DaemonSet).Deleting; got != (ds.DeletionTimestamp != nil) {
 			t.Errorf("Deleting = %v for deletionTimestamp %v", got, ds.DeletionTimestamp)
